@@ -1,0 +1,40 @@
+"""Oban's Alembic environment.
+
+Used by ``oban.migrate()`` (which hands over a connection) and by
+``alembic -c alembic.ini upgrade oban@head`` with ``OBAN_DATABASE_URL`` set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from alembic import context
+
+config = context.config
+
+
+def run(connection: sa.Connection) -> None:
+    prefix = config.attributes.get("prefix")
+    version_table = config.attributes.get("version_table", "oban_alembic_version")
+    context.configure(
+        connection=connection,
+        version_table=version_table,
+        version_table_schema=prefix,
+        target_metadata=None,
+    )
+    with context.begin_transaction():
+        context.run_migrations(prefix=prefix)
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    run(connection)
+else:
+    url = os.environ.get("OBAN_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("set OBAN_DATABASE_URL to the database to migrate")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        run(conn)
+    engine.dispose()

@@ -1,0 +1,53 @@
+"""Oban for Python: background jobs as rows in your own SQL database.
+
+Everything public is re-exported here; other modules are private.
+"""
+
+from __future__ import annotations
+
+from .engines import Capability, Engine, Inline, Lite
+from .errors import (
+    ConfigError,
+    DatabaseError,
+    EngineError,
+    InstanceNotFoundError,
+    JobValidationError,
+    NotRunningError,
+    ObanError,
+    SchemaError,
+    UnknownWorkerError,
+)
+from .job import Job, JobState
+from .migrations import migrate
+from .oban import Oban
+from .results import Cancel, Record, Snooze
+from .worker import JobFunction, Worker, job, worker
+
+__all__ = [
+    "Cancel",
+    "Capability",
+    "ConfigError",
+    "DatabaseError",
+    "Engine",
+    "EngineError",
+    "Inline",
+    "InstanceNotFoundError",
+    "Job",
+    "JobFunction",
+    "JobState",
+    "JobValidationError",
+    "Lite",
+    "NotRunningError",
+    "Oban",
+    "ObanError",
+    "Record",
+    "SchemaError",
+    "Snooze",
+    "UnknownWorkerError",
+    "Worker",
+    "job",
+    "migrate",
+    "worker",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Inline: no storage; ``enqueue`` runs the job at once, in the caller.
+
+For unit tests of code that enqueues: the job runs before ``enqueue``
+returns, and the returned job says how it ended (``completed``,
+``retryable``, ``discarded``, ``cancelled`` or ``scheduled`` after a snooze).
+Args go through the same JSON round-trip as stored jobs, so a test catches
+args a real queue could not store. Nothing is retried or kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import ClassVar, NoReturn, cast
+
+from sqlalchemy.engine import Connection
+
+from ..errors import EngineError
+from ..job import Job, JobState
+from ..runtime.executor import execute_blocking
+from .base import Ack, Capability
+
+__all__ = ["Inline"]
+
+
+class _NoConnection:
+    """Stands where a connection would; Inline never talks to a database."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise EngineError(f"the Inline engine has no database (asked for {name!r})")
+
+
+class Inline:
+    """The engine that runs jobs at enqueue time (``Oban(testing="inline")``)."""
+
+    name: ClassVar[str] = "inline"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INLINE})
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        yield cast("Connection", _NoConnection())
+
+    def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        return [self._run(job, now) for job in jobs]
+
+    def _run(self, job: Job, now: datetime) -> Job:
+        with self._lock:
+            job_id = next(self._ids)
+        ran = Job.from_row(
+            {
+                **{name: getattr(job, name) for name in (
+                    "worker", "queue", "max_attempts", "priority", "args", "meta", "tags",
+                    "errors",
+                )},
+                "id": job_id,
+                "state": JobState.EXECUTING,
+                "attempt": job.attempt + 1,
+                "attempted_by": ["inline"],
+                "inserted_at": now,
+                "scheduled_at": job.scheduled_at or now,
+                "attempted_at": now,
+            }
+        )
+        ran.extra = dict(job.extra)
+        ack = execute_blocking(ran, clock=lambda: now)
+        return ack.apply(ran)
+
+    def fetch_jobs(self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime) -> list[Job]:
+        return []
+
+    def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
+        return None
+
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
+        return []
+
+    def get_job(self, conn: Connection, job_id: int) -> Job | None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,96 @@
+"""Lite: jobs in a SQLite file (3.35 or newer), zero setup.
+
+SQLite has no ``SKIP LOCKED``; claims are made safe by taking the database's
+write lock up front (``BEGIN IMMEDIATE``) for every Oban transaction, so two
+fetches, in one process or in several processes sharing the file, can never
+claim the same row. Within a process a lock keeps Oban's own threads from
+spinning in SQLite's busy handler; across processes the busy timeout waits.
+The file runs in WAL mode so readers never block the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..errors import ConfigError
+from ..schema import Json, oban_jobs
+from .base import Capability
+from .sql import SqlEngine, translate_errors
+
+__all__ = ["Lite"]
+
+MIN_SQLITE = (3, 35, 0)
+BUSY_TIMEOUT_MS = 30_000
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _file_lock(database: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(database, threading.Lock())
+
+
+class Lite(SqlEngine):
+    """The SQLite engine (``sqlite:///path.db``)."""
+
+    name: ClassVar[str] = "lite"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL}
+    )
+
+    def __init__(self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False) -> None:
+        if bind.dialect.name != "sqlite":
+            raise ConfigError(f"the Lite engine needs a sqlite:/// URL, got {bind.url!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigError(
+                f"the Lite engine needs SQLite 3.35 or newer (for RETURNING); this Python "
+                f"has {sqlite3.sqlite_version}"
+            )
+        database = bind.url.database
+        if not database or database == ":memory:" or "mode=memory" in str(bind.url):
+            raise ConfigError(
+                "the Lite engine needs a database file (sqlite:///jobs.db): an in-memory "
+                "SQLite database is private to one connection. For tests without a "
+                "database use Oban(..., testing='inline')"
+            )
+        if prefix:
+            raise ConfigError("prefix is a PostgreSQL schema; SQLite has none, leave it unset")
+        super().__init__(bind, prefix=None, owns_bind=owns_bind)
+        self._lock = _file_lock(database)
+        self._wal = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._lock, translate_errors(), self.bind.connect() as conn:
+            if not self._wal:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                self._wal = True
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+            # pysqlite only opens transactions itself before DML; an explicit
+            # BEGIN IMMEDIATE takes the write lock before we read anything.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _append_error(self, column: ColumnElement[Any], entry: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.json_insert(column, sa.literal("$[#]"), sa.func.json(entry))
+
+    def _merge_meta(self, keys: Sequence[str]) -> ColumnElement[Any]:
+        pairs: list[Any] = []
+        for index, key in enumerate(keys):
+            pairs.append(sa.literal(f'$."{key}"'))
+            pairs.append(sa.func.json(sa.bindparam(f"b_meta_{index}", type_=Json())))
+        return sa.func.json_set(oban_jobs.c.meta, *pairs)

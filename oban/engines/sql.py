@@ -1,0 +1,218 @@
+"""Job operations in SQLAlchemy Core, shared by the SQL engines.
+
+Each operation is written once here; a dialect engine (Lite, Basic) only
+supplies how a transaction starts and the few JSON expressions that differ
+between SQLite and PostgreSQL. Every value travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..errors import DatabaseError, SchemaError
+from ..job import Job, JobState
+from ..schema import Json, oban_jobs
+from .base import Ack, Capability
+
+__all__ = ["SqlEngine", "translate_errors"]
+
+c = oban_jobs.c
+
+_MISSING_TABLE = re.compile(r"no such table|relation .* does not exist|undefined.?table", re.I)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver errors into :class:`~oban.DatabaseError` (cause attached)."""
+    try:
+        yield
+    except sqlalchemy.exc.DBAPIError as exc:
+        if _MISSING_TABLE.search(str(exc.orig)):
+            raise SchemaError(
+                "the oban_jobs table is missing: run `oban.migrate()` (or `alembic "
+                f"upgrade oban@head`) against this database first ({exc.orig})"
+            ) from exc
+        raise DatabaseError(f"database error: {exc.orig}") from exc
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise DatabaseError(f"database error: {exc}") from exc
+
+
+def _sorted_fetch(jobs: list[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda job: (job.priority, job.scheduled_at, job.id))
+
+
+class SqlEngine:
+    """Common SQL for engines that store jobs in ``oban_jobs``."""
+
+    name: ClassVar[str] = "sql"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PERSISTENT, Capability.TRANSACTIONAL}
+    )
+
+    def __init__(self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False) -> None:
+        self.bind = bind
+        self.prefix = prefix
+        self._owns_bind = owns_bind
+        self._options: dict[str, Any] = (
+            {"schema_translate_map": {None: prefix}} if prefix else {}
+        )
+
+    # -- hooks for dialects ---------------------------------------------------
+
+    def _append_error(self, column: ColumnElement[Any], entry: ColumnElement[Any]) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def _merge_meta(self, keys: Sequence[str]) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with translate_errors(), self.bind.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        if self._owns_bind:
+            self.bind.dispose()
+
+    # -- operations -------------------------------------------------------------
+
+    def execute(self, conn: Connection, statement: sa.Executable, params: Any = None) -> sa.CursorResult[Any]:
+        with translate_errors():
+            return conn.execute(statement, params, execution_options=self._options)
+
+    def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        if not jobs:
+            return []
+        rows = [self._insert_values(job, now) for job in jobs]
+        statement = sa.insert(oban_jobs).returning(*c, sort_by_parameter_order=True)
+        result = self.execute(conn, statement, rows)
+        return [Job.from_row(row) for row in result.mappings()]
+
+    @staticmethod
+    def _insert_values(job: Job, now: datetime) -> dict[str, Any]:
+        scheduled_at = job.scheduled_at or now
+        state = job.state
+        if state is JobState.AVAILABLE and scheduled_at > now:
+            state = JobState.SCHEDULED
+        return {
+            "state": state,
+            "queue": job.queue,
+            "worker": job.worker,
+            "attempt": job.attempt,
+            "max_attempts": job.max_attempts,
+            "priority": job.priority,
+            "args": job.args,
+            "meta": job.meta,
+            "tags": job.tags,
+            "errors": job.errors,
+            "attempted_by": job.attempted_by,
+            "inserted_at": now,
+            "scheduled_at": scheduled_at,
+        }
+
+    def fetch_jobs(
+        self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime
+    ) -> list[Job]:
+        if demand <= 0:
+            return []
+        candidates = (
+            sa.select(c.id)
+            .where(c.state == JobState.AVAILABLE, c.queue == queue)
+            .order_by(c.priority, c.scheduled_at, c.id)
+            .limit(demand)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            sa.update(oban_jobs)
+            .where(c.id.in_(candidates.scalar_subquery()))
+            .values(
+                state=JobState.EXECUTING,
+                attempt=c.attempt + 1,
+                attempted_at=now,
+                attempted_by=attempted_by,
+            )
+            .returning(*c)
+        )
+        result = self.execute(conn, statement)
+        return _sorted_fetch([Job.from_row(row) for row in result.mappings()])
+
+    def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
+        groups: dict[tuple[JobState, tuple[str, ...], bool, bool], list[Ack]] = defaultdict(list)
+        for ack in acks:
+            key = (ack.state, tuple(sorted(ack.meta)), ack.error is not None, ack.snoozed)
+            groups[key].append(ack)
+        for (state, meta_keys, has_error, snoozed), group in groups.items():
+            statement = self._ack_statement(state, meta_keys, has_error=has_error, snoozed=snoozed)
+            params = [
+                {
+                    "b_id": ack.job_id,
+                    "b_attempt": ack.attempt,
+                    "b_at": ack.at,
+                    "b_scheduled_at": ack.scheduled_at,
+                    "b_error": ack.error,
+                    **{f"b_meta_{index}": ack.meta[key] for index, key in enumerate(meta_keys)},
+                }
+                for ack in group
+            ]
+            self.execute(conn, statement, params)
+
+    def _ack_statement(
+        self, state: JobState, meta_keys: tuple[str, ...], *, has_error: bool, snoozed: bool
+    ) -> sa.Update:
+        values: dict[str, Any] = {"state": state}
+        if state is JobState.COMPLETED:
+            values["completed_at"] = sa.bindparam("b_at", type_=c.completed_at.type)
+        elif state is JobState.DISCARDED:
+            values["discarded_at"] = sa.bindparam("b_at", type_=c.discarded_at.type)
+        elif state is JobState.CANCELLED:
+            values["cancelled_at"] = sa.bindparam("b_at", type_=c.cancelled_at.type)
+        elif state is JobState.AVAILABLE:
+            # Interrupted (shutdown, rescue): the attempt did not really happen.
+            values["attempt"] = c.attempt - 1
+        if state in (JobState.RETRYABLE, JobState.SCHEDULED):
+            values["scheduled_at"] = sa.bindparam("b_scheduled_at", type_=c.scheduled_at.type)
+        if has_error:
+            values["errors"] = self._append_error(c.errors, sa.bindparam("b_error", type_=Json()))
+        if meta_keys:
+            values["meta"] = self._merge_meta(meta_keys)
+        if snoozed:
+            values["max_attempts"] = c.max_attempts + 1
+        return (
+            sa.update(oban_jobs)
+            .where(
+                c.id == sa.bindparam("b_id"),
+                c.state == JobState.EXECUTING,
+                c.attempt == sa.bindparam("b_attempt"),
+            )
+            .values(values)
+        )
+
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
+        due = (
+            sa.select(c.id)
+            .where(c.state.in_([JobState.SCHEDULED, JobState.RETRYABLE]), c.scheduled_at <= now)
+            .order_by(c.scheduled_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            sa.update(oban_jobs)
+            .where(c.id.in_(due.scalar_subquery()))
+            .values(state=JobState.AVAILABLE)
+            .returning(c.queue)
+        )
+        return sorted(set(self.execute(conn, statement).scalars()))
+
+    def get_job(self, conn: Connection, job_id: int) -> Job | None:
+        row = self.execute(conn, sa.select(oban_jobs).where(c.id == job_id)).mappings().first()
+        return None if row is None else Job.from_row(row)

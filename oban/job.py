@@ -1,0 +1,319 @@
+"""The job: one row of ``oban_jobs``, its states and its validation.
+
+A ``Job`` built by a user (``Job(...)``, ``Worker.new(...)``) is validated and
+normalised at once, so a bad option fails where it was written, not later in a
+worker thread. A job loaded from the database skips validation
+(``Job.from_row``): the row is what it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from .errors import JobValidationError
+
+__all__ = ["TIMESTAMP_FIELDS", "Job", "JobState", "utc_now"]
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life.
+
+    ``available`` jobs wait for a producer; ``scheduled`` and ``retryable`` wait
+    for their ``scheduled_at``; ``executing`` run on some node; ``completed``,
+    ``discarded`` (out of attempts) and ``cancelled`` are final; ``suspended``
+    jobs are held back and never fetched.
+    """
+
+    AVAILABLE = "available"
+    SCHEDULED = "scheduled"
+    EXECUTING = "executing"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    DISCARDED = "discarded"
+    CANCELLED = "cancelled"
+    SUSPENDED = "suspended"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TIMESTAMP_FIELDS = (
+    "inserted_at",
+    "attempted_at",
+    "cancelled_at",
+    "completed_at",
+    "discarded_at",
+    "scheduled_at",
+)
+
+# Fields a caller may set through `update()` or `Worker.new(**opts)`.
+UPDATABLE_FIELDS = frozenset(
+    {
+        "args",
+        "max_attempts",
+        "meta",
+        "priority",
+        "queue",
+        "scheduled_at",
+        "schedule_in",
+        "tags",
+        "worker",
+    }
+)
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime (the default clock)."""
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise JobValidationError(
+            f"{name} must be a datetime, got {type(value).__name__}: {value!r}"
+        )
+    # Naive timestamps are UTC: that is how the database stores them.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _seconds(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise JobValidationError(
+        "schedule_in must be a number of seconds or a timedelta, "
+        f"got {type(value).__name__}: {value!r}"
+    )
+
+
+def _check_json(name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise JobValidationError(
+            f"{name} must be a dict of JSON values, got {type(value).__name__}"
+        )
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError as exc:
+        raise JobValidationError(
+            f"{name} must be JSON-encodable (str keys; str, int, float, bool, None, "
+            f"list, dict values): {exc}"
+        ) from exc
+    # Round-trip now so the job holds exactly what a worker will read back
+    # (tuples become lists, datetimes ISO strings), on every engine alike.
+    decoded: dict[str, Any] = orjson.loads(encoded)
+    return decoded
+
+
+def _check_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise JobValidationError(
+            f"{name} must be an int, got {type(value).__name__}: {value!r}"
+        )
+    return value
+
+
+def _normalise_tags(tags: object) -> list[str]:
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+        raise JobValidationError(
+            f"tags must be a list of strings, got {type(tags).__name__}: {tags!r}"
+        )
+    cleaned = {str(tag).strip().lower() for tag in tags if tag is not None}
+    return sorted(tag for tag in cleaned if tag)
+
+
+class Job:
+    """A unit of work: which worker runs it, with what args, when and how often.
+
+    Build jobs with ``Worker.new(args, **opts)``; this constructor is the
+    general form (the same one the official Python port offers) and validates
+    every field, raising :class:`~oban.JobValidationError` (a ``ValueError``)
+    that names the field at fault.
+
+    Example:
+        >>> job = Job("app.jobs.Mailer", args={"to": "a@b.c"}, queue="mailers",
+        ...           schedule_in=60, tags=["Email"])
+        >>> job.tags
+        ['email']
+    """
+
+    __slots__ = (
+        "_cancellation",
+        "args",
+        "attempt",
+        "attempted_at",
+        "attempted_by",
+        "cancelled_at",
+        "completed_at",
+        "conflict",
+        "discarded_at",
+        "errors",
+        "extra",
+        "id",
+        "inserted_at",
+        "max_attempts",
+        "meta",
+        "priority",
+        "queue",
+        "scheduled_at",
+        "state",
+        "tags",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        worker: str,
+        *,
+        id: int | None = None,  # noqa: A002 - the seed API names it `id`
+        state: JobState | str = JobState.AVAILABLE,
+        queue: str = "default",
+        attempt: int = 0,
+        max_attempts: int = 20,
+        priority: int = 0,
+        args: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        tags: Iterable[str] | None = None,
+        attempted_by: list[str] | None = None,
+        inserted_at: datetime | None = None,
+        attempted_at: datetime | None = None,
+        cancelled_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        discarded_at: datetime | None = None,
+        scheduled_at: datetime | None = None,
+        schedule_in: timedelta | float | None = None,
+        extra: dict[str, Any] | None = None,
+        _validate: bool = True,
+    ) -> None:
+        self.worker = worker
+        self.id = id
+        self.state = state  # type: ignore[assignment]  # coerced just below
+        self.queue = queue
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.priority = priority
+        self.args: dict[str, Any] = dict(args) if args is not None else {}
+        self.meta: dict[str, Any] = dict(meta) if meta is not None else {}
+        self.errors: list[dict[str, Any]] = list(errors) if errors else []
+        self.tags: list[str] = list(tags) if tags is not None else []
+        self.attempted_by: list[str] = list(attempted_by) if attempted_by else []
+        self.extra: dict[str, Any] = dict(extra) if extra else {}
+        self.conflict = False
+        self._cancellation: threading.Event | None = None
+
+        if schedule_in is not None and scheduled_at is not None:
+            raise JobValidationError(
+                "give either schedule_in or scheduled_at, not both"
+            )
+        if schedule_in is not None:
+            scheduled_at = utc_now() + _seconds(schedule_in)
+
+        self.inserted_at = _as_utc("inserted_at", inserted_at)
+        self.attempted_at = _as_utc("attempted_at", attempted_at)
+        self.cancelled_at = _as_utc("cancelled_at", cancelled_at)
+        self.completed_at = _as_utc("completed_at", completed_at)
+        self.discarded_at = _as_utc("discarded_at", discarded_at)
+        self.scheduled_at = _as_utc("scheduled_at", scheduled_at)
+
+        if _validate:
+            self._validate()
+        else:
+            self.state = JobState(self.state)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build a job from a stored row, trusting it (no validation)."""
+        return cls(**{key: row[key] for key in _ROW_FIELDS if key in row}, _validate=False)
+
+    def update(self, changes: Mapping[str, Any]) -> Job:
+        """Change some fields in place, validating the result; returns ``self``.
+
+        Accepts ``args``, ``max_attempts``, ``meta``, ``priority``, ``queue``,
+        ``scheduled_at``, ``schedule_in``, ``tags`` and ``worker``.
+        """
+        unknown = set(changes) - UPDATABLE_FIELDS
+        if unknown:
+            raise JobValidationError(
+                f"cannot update {', '.join(sorted(unknown))}; "
+                f"updatable fields: {', '.join(sorted(UPDATABLE_FIELDS))}"
+            )
+        values = dict(changes)
+        if "schedule_in" in values and "scheduled_at" in values:
+            raise JobValidationError("give either schedule_in or scheduled_at, not both")
+        if "schedule_in" in values:
+            values["scheduled_at"] = utc_now() + _seconds(values.pop("schedule_in"))
+        if "scheduled_at" in values:
+            values["scheduled_at"] = _as_utc("scheduled_at", values["scheduled_at"])
+        for key, value in values.items():
+            setattr(self, key, value)
+        self._validate()
+        return self
+
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this job while it runs.
+
+        Long-running workers (``def`` or ``async def``) call it at safe points
+        and return ``Cancel(...)`` to stop early.
+        """
+        return self._cancellation is not None and self._cancellation.is_set()
+
+    def _validate(self) -> None:
+        if not isinstance(self.worker, str) or not self.worker.strip():
+            raise JobValidationError("worker must be a non-blank string")
+        if not isinstance(self.queue, str) or not self.queue.strip():
+            raise JobValidationError("queue must be a non-blank string")
+        try:
+            self.state = JobState(self.state)
+        except ValueError:
+            states = ", ".join(state.value for state in JobState)
+            raise JobValidationError(
+                f"state must be one of {states}; got {self.state!r}"
+            ) from None
+        if _check_int("max_attempts", self.max_attempts) <= 0:
+            raise JobValidationError(
+                f"max_attempts must be greater than 0, got {self.max_attempts}"
+            )
+        if not 0 <= _check_int("priority", self.priority) <= 9:  # noqa: PLR2004
+            raise JobValidationError(
+                f"priority must be between 0 (first) and 9 (last), got {self.priority}"
+            )
+        if _check_int("attempt", self.attempt) < 0:
+            raise JobValidationError(f"attempt must not be negative, got {self.attempt}")
+        self.args = _check_json("args", self.args)
+        self.meta = _check_json("meta", self.meta)
+        self.tags = _normalise_tags(self.tags)
+
+    def __repr__(self) -> str:
+        return (
+            f"Job(id={self.id}, worker={self.worker!r}, queue={self.queue!r}, "
+            f"state={self.state.value!r}, attempt={self.attempt}/{self.max_attempts}, "
+            f"args={self.args!r})"
+        )
+
+
+_ROW_FIELDS = (
+    "worker",
+    "id",
+    "state",
+    "queue",
+    "attempt",
+    "max_attempts",
+    "priority",
+    "args",
+    "meta",
+    "errors",
+    "tags",
+    "attempted_by",
+    *TIMESTAMP_FIELDS,
+)

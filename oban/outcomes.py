@@ -1,0 +1,96 @@
+"""From what ``process`` did to what is written back: pure functions.
+
+The clock and the backoff are passed in, so every rule here is tested without
+a database, a loop or a sleep.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from .engines.base import Ack
+from .errors import JobValidationError
+from .job import Job, JobState
+from .results import Cancel, Record, Snooze, check_snooze
+
+__all__ = ["error_entry", "format_error", "outcome"]
+
+Backoff = Callable[[Job], int]
+
+
+def format_error(error: BaseException | str) -> str:
+    """Exception type, message and traceback, as one text (or a plain reason)."""
+    if isinstance(error, str):
+        return error
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+def iso(at: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z``, as Elixir Oban writes ``at``."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def error_entry(attempt: int, at: datetime, error: BaseException | str) -> dict[str, Any]:
+    """One element of ``errors``: ``{"attempt", "at", "error"}``."""
+    return {"attempt": attempt, "at": iso(at), "error": format_error(error)}
+
+
+def _failure(job: Job, error: BaseException | str, now: datetime, backoff: Backoff) -> Ack:
+    entry = error_entry(job.attempt, now, error)
+    if job.attempt >= job.max_attempts:
+        return Ack(job.id or 0, job.attempt, JobState.DISCARDED, now, error=entry)
+    return Ack(
+        job.id or 0,
+        job.attempt,
+        JobState.RETRYABLE,
+        now,
+        scheduled_at=now + timedelta(seconds=backoff(job)),
+        error=entry,
+    )
+
+
+def outcome(job: Job, result: object, *, now: datetime, backoff: Backoff) -> Ack:
+    """The ack for an attempt of ``job`` that returned or raised ``result``.
+
+    - an exception: ``retryable`` after ``backoff(job)`` seconds, or
+      ``discarded`` when it was the last attempt; the error is appended;
+    - ``Cancel(reason)``: ``cancelled``, the reason appended to errors;
+    - ``Snooze(s)``: ``scheduled`` in ``s`` seconds, ``max_attempts + 1``,
+      ``meta["snoozed"]`` counted;
+    - ``Record(v)``: ``completed`` with ``v`` kept in ``meta["return"]``;
+    - anything else: ``completed``.
+    """
+    job_id = job.id or 0
+    if isinstance(result, BaseException):
+        return _failure(job, result, now, backoff)
+    if isinstance(result, Cancel):
+        entry = error_entry(job.attempt, now, str(result.reason))
+        return Ack(job_id, job.attempt, JobState.CANCELLED, now, error=entry)
+    if isinstance(result, Snooze):
+        try:
+            check_snooze(result.seconds)
+        except JobValidationError as exc:
+            return _failure(job, exc, now, backoff)
+        return Ack(
+            job_id,
+            job.attempt,
+            JobState.SCHEDULED,
+            now,
+            scheduled_at=now + timedelta(seconds=result.seconds),
+            meta={"snoozed": int(job.meta.get("snoozed", 0)) + 1},
+            snoozed=True,
+        )
+    if isinstance(result, Record):
+        return Ack(
+            job_id,
+            job.attempt,
+            JobState.COMPLETED,
+            now,
+            meta={"recorded": True, "return": orjson.loads(result.encoded)},
+        )
+    return Ack(job_id, job.attempt, JobState.COMPLETED, now)

@@ -1,0 +1,1 @@
+"""The anyio runtime: producers, executor, stager, notifier, all in one task group."""

@@ -1,0 +1,293 @@
+"""One anyio task group that runs everything: producers, acker, stager.
+
+``serve()`` is started in the caller's loop (``async with oban``) or in a
+background thread's loop (``oban.start()``); ``stop()`` stops fetching, lets
+running jobs finish within the grace period, then cancels the rest and puts
+them back as available, and flushes every pending ack before returning.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+from ..engines.base import Ack, Engine
+from ..errors import ObanError
+from ..job import Job, JobState
+from ..outcomes import error_entry
+from .database import Database
+from .executor import execute
+
+__all__ = ["Runtime", "RuntimeConfig"]
+
+logger = logging.getLogger("oban")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What the runtime needs to know; validated by ``Oban`` before it gets here."""
+
+    queues: dict[str, int]
+    node: str
+    poll_interval: float = 1.0
+    stage_interval: float = 1.0
+    stage_limit: int = 5_000
+    shutdown_grace: float = 15.0
+    ack_delay: float = 0.005
+    db_threads: int = 4
+    error_backoff: tuple[float, float] = (0.1, 5.0)
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _error_pause(failures: int, bounds: tuple[float, float]) -> float:
+    """Back off after a database error: exponential, capped, with jitter."""
+    low, high = bounds
+    return min(high, low * 2 ** min(failures, 16)) * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+
+
+class Acker:
+    """Collects acks and writes the ones that finish close together in one go.
+
+    An ack that cannot be written (database down) stays in memory and is
+    retried until it is written or the runtime stops.
+    """
+
+    def __init__(self, database: Database, config: RuntimeConfig) -> None:
+        self._database = database
+        self._config = config
+        self._pending: list[Ack] = []
+        self._ready = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def put(self, ack: Ack) -> None:
+        self._pending.append(ack)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._ready.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._ready.wait()
+            self._ready = anyio.Event()
+            await anyio.sleep(self._config.ack_delay)
+            batch, self._pending = self._pending, []
+            if not batch:
+                self._idle.set()
+                continue
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._database.run(self._database.engine.ack_jobs, batch)
+            except ObanError:
+                failures += 1
+                logger.exception("writing %d acks failed; retrying", len(batch))
+                self._pending = batch + self._pending
+                self._ready.set()
+                await anyio.sleep(_error_pause(failures, self._config.error_backoff))
+                continue
+            failures = 0
+            if not self._pending:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until every ack put so far is written."""
+        if self._pending:
+            self._ready.set()
+        await self._idle.wait()
+
+
+class Producer:
+    """Fetches and runs the jobs of one queue, at most ``limit`` at a time."""
+
+    def __init__(self, runtime: Runtime, queue: str, limit: int) -> None:
+        self.runtime = runtime
+        self.queue = queue
+        self.limit = limit
+        self.uuid = str(uuid.uuid4())
+        self.running: dict[int, Job] = {}
+        self.scopes: dict[int, anyio.CancelScope] = {}
+        self.threads = anyio.CapacityLimiter(limit)
+        self._wakeup = anyio.Event()
+        self._maybe_more = True
+        self._fetching = True
+        self._drained = anyio.Event()
+
+    def notify(self) -> None:
+        """New jobs may be available: fetch now instead of at the next poll."""
+        self._maybe_more = True
+        self._wakeup.set()
+
+    def stop_fetching(self) -> None:
+        self._fetching = False
+        self._wakeup.set()
+
+    def cancel_running(self) -> None:
+        for scope in self.scopes.values():
+            scope.cancel()
+
+    async def wait_drained(self) -> None:
+        if self.running:
+            await self._drained.wait()
+
+    async def run(self) -> None:
+        config = self.runtime.config
+        failures = 0
+        async with anyio.create_task_group() as jobs:
+            while self._fetching:
+                with anyio.move_on_after(config.poll_interval):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                demand = self.limit - len(self.running)
+                if not self._fetching or demand <= 0:
+                    continue
+                self._maybe_more = False
+                try:
+                    # Shielded: claimed rows must reach the executor, never be dropped.
+                    with anyio.CancelScope(shield=True):
+                        fetched = await self.runtime.database.run(
+                            self.runtime.engine.fetch_jobs,
+                            self.queue,
+                            demand,
+                            [config.node, self.uuid],
+                            self.runtime.clock(),
+                        )
+                except ObanError:
+                    failures += 1
+                    logger.exception("fetching from queue %r failed; retrying", self.queue)
+                    await anyio.sleep(_error_pause(failures, config.error_backoff))
+                    continue
+                failures = 0
+                if len(fetched) == demand:
+                    self.notify()
+                for job in fetched:
+                    self.running[job.id or 0] = job
+                    self._drained = anyio.Event()
+                    jobs.start_soon(self._execute, job)
+
+    async def _execute(self, job: Job) -> None:
+        runtime = self.runtime
+        job_id = job.id or 0
+        with anyio.CancelScope() as scope:
+            self.scopes[job_id] = scope
+            ack = await execute(job, limiter=self.threads, clock=runtime.clock)
+        if scope.cancelled_caught:
+            # Stopped by shutdown: back to available, the attempt not counted.
+            now = runtime.clock()
+            entry = error_entry(job.attempt, now, "interrupted: Oban stopped while the job ran")
+            ack = Ack(job_id, job.attempt, JobState.AVAILABLE, now, error=entry)
+        del self.scopes[job_id]
+        del self.running[job_id]
+        runtime.acker.put(ack)
+        if not self.running:
+            self._drained.set()
+        if self._maybe_more:
+            self._wakeup.set()
+
+
+class Runtime:
+    """Owns the task group; created fresh for every start."""
+
+    def __init__(self, engine: Engine, config: RuntimeConfig, clock: Clock) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self.database = Database(engine, threads=config.db_threads)
+        self.acker = Acker(self.database, config)
+        self.producers = {
+            queue: Producer(self, queue, limit) for queue, limit in config.queues.items()
+        }
+        self._stop = anyio.Event()
+        self._grace = config.shutdown_grace
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
+        self._done = anyio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self.acker.run)
+                tasks.start_soon(self._stage_loop)
+                async with anyio.create_task_group() as producing:
+                    for producer in self.producers.values():
+                        producing.start_soon(producer.run)
+                    task_status.started()
+                    await self._stop.wait()
+                    await self._shutdown()
+                # Producers are done; every ack they put is written before we go.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self._grace + 5):
+                    await self.acker.drain()
+                tasks.cancel_scope.cancel()
+        finally:
+            self._token = None
+            self._done.set()
+
+    async def _shutdown(self) -> None:
+        for producer in self.producers.values():
+            producer.stop_fetching()
+        with anyio.move_on_after(self._grace):
+            for producer in self.producers.values():
+                await producer.wait_drained()
+        for producer in self.producers.values():
+            producer.cancel_running()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop and wait until stopped."""
+        if grace is not None:
+            self._grace = grace
+        self._stop.set()
+        await self._done.wait()
+
+    # -- signals from any thread ------------------------------------------------------
+
+    def _wake(self, queues: Iterable[str]) -> None:
+        for queue in queues:
+            producer = self.producers.get(queue)
+            if producer is not None:
+                producer.notify()
+
+    def notify_insert(self, queues: Iterable[str]) -> None:
+        """Wake the producers of ``queues``; safe to call from any thread."""
+        token = self._token
+        if token is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake(queues)
+            return
+        try:
+            anyio.from_thread.run_sync(self._wake, list(queues), token=token)
+        except RuntimeError:
+            pass  # the loop is gone: producers poll when they come back
+
+    # -- staging ----------------------------------------------------------------------
+
+    async def _stage_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                queues = await self.database.run(
+                    self.engine.stage_jobs, self.clock(), self.config.stage_limit
+                )
+            except ObanError:
+                failures += 1
+                logger.exception("staging scheduled jobs failed; retrying")
+                await anyio.sleep(_error_pause(failures, self.config.error_backoff))
+                continue
+            failures = 0
+            self._wake(queues)
+            await anyio.sleep(self.config.stage_interval)

@@ -1,0 +1,149 @@
+"""SQLAlchemy Core tables, with types that speak each dialect.
+
+On PostgreSQL ``oban_jobs`` has the column types Elixir Oban and oban-py use
+(``oban_job_state`` enum, ``jsonb``, ``text[]``, ``timestamp without time
+zone`` holding UTC). On SQLite the same columns hold JSON as TEXT and
+timestamps as ISO text, which sorts correctly. Python code always sees aware
+UTC datetimes, dicts and lists, whatever the dialect.
+
+Tables are defined without a schema; a ``prefix`` is applied per connection
+with SQLAlchemy's ``schema_translate_map``, so one definition serves every
+prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+from .job import JobState
+
+__all__ = ["JOB_STATE", "Json", "TextArray", "UtcDateTime", "metadata", "oban_jobs"]
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC ``timestamp`` in the database."""
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Json(sa.TypeDecorator[Any]):
+    """``jsonb`` on PostgreSQL, orjson-encoded TEXT elsewhere."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql" or value is None:
+            return value
+        return orjson.dumps(value).decode()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, (str, bytes)) and dialect.name != "postgresql":
+            return orjson.loads(value)
+        return value
+
+
+class TextArray(sa.TypeDecorator[list[str]]):
+    """``text[]`` on PostgreSQL, a JSON array as TEXT elsewhere."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.Text()))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql" or value is None:
+            return value
+        return orjson.dumps(value).decode()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+        if isinstance(value, (str, bytes)):
+            return list(orjson.loads(value))
+        return None if value is None else list(value)
+
+
+JOB_STATE = sa.Enum(
+    JobState,
+    name="oban_job_state",
+    values_callable=lambda states: [state.value for state in states],
+    create_constraint=False,
+    validate_strings=True,
+)
+
+metadata = sa.MetaData()
+
+_utc_now = sa.text("CURRENT_TIMESTAMP")
+
+oban_jobs = sa.Table(
+    "oban_jobs",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.Identity(always=False),
+        primary_key=True,
+    ),
+    sa.Column("state", JOB_STATE, nullable=False, server_default="available"),
+    sa.Column("queue", sa.Text, nullable=False, server_default="default"),
+    sa.Column("worker", sa.Text, nullable=False),
+    sa.Column("attempt", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.SmallInteger, nullable=False, server_default="20"),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("args", Json, nullable=False, server_default="{}"),
+    sa.Column("meta", Json, nullable=False, server_default="{}"),
+    sa.Column("tags", TextArray, nullable=False, server_default="[]"),
+    sa.Column("errors", Json, nullable=False, server_default="[]"),
+    sa.Column("attempted_by", TextArray, nullable=False, server_default="[]"),
+    sa.Column("inserted_at", UtcDateTime, nullable=False, server_default=_utc_now),
+    sa.Column("scheduled_at", UtcDateTime, nullable=False, server_default=_utc_now),
+    sa.Column("attempted_at", UtcDateTime),
+    sa.Column("cancelled_at", UtcDateTime),
+    sa.Column("completed_at", UtcDateTime),
+    sa.Column("discarded_at", UtcDateTime),
+    sa.CheckConstraint("attempt >= 0 AND attempt <= max_attempts", name="attempt_range"),
+    sa.CheckConstraint("length(queue) > 0", name="queue_length"),
+    sa.CheckConstraint("length(worker) > 0", name="worker_length"),
+    sa.CheckConstraint("max_attempts > 0", name="positive_max_attempts"),
+    sa.CheckConstraint("priority >= 0", name="non_negative_priority"),
+    sa.Index(
+        "oban_jobs_state_queue_priority_scheduled_at_id_index",
+        "state",
+        "queue",
+        "priority",
+        "scheduled_at",
+        "id",
+    ),
+    sa.Index(
+        "oban_jobs_staging_index",
+        "scheduled_at",
+        "id",
+        sqlite_where=sa.text("state IN ('scheduled', 'retryable')"),
+        postgresql_where=sa.text("state IN ('scheduled', 'retryable')"),
+    ),
+)
+"""The jobs table. The Alembic revisions create it; this describes it to queries."""

@@ -17,7 +17,8 @@ delays of days, not of ages of the universe (and no float overflow)."""
 
 def exponential(attempt: int, *, padding: int = 15) -> int:
     """``padding + 2**attempt``, with ``attempt`` first clamped to 0..100."""
-    return padding + 2 ** max(0, min(attempt, 100))
+    exponent: int = max(0, min(attempt, 100))
+    return padding + (1 << exponent)
 
 
 def jitter(seconds: int, *, rand: Callable[[], float] = random.random, mult: float = 0.1) -> int:

@@ -117,9 +117,7 @@ def _check_json(name: str, value: object) -> dict[str, Any]:
 
 def _check_int(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise JobValidationError(
-            f"{name} must be an int, got {type(value).__name__}: {value!r}"
-        )
+        raise JobValidationError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
     return value
 
 
@@ -175,7 +173,7 @@ class Job:
         self,
         worker: str,
         *,
-        id: int | None = None,  # noqa: A002 - the seed API names it `id`
+        id: int | None = None,
         state: JobState | str = JobState.AVAILABLE,
         queue: str = "default",
         attempt: int = 0,
@@ -198,7 +196,7 @@ class Job:
     ) -> None:
         self.worker = worker
         self.id = id
-        self.state = state  # type: ignore[assignment]  # coerced just below
+        self.state: JobState = state  # type: ignore[assignment]  # coerced below
         self.queue = queue
         self.attempt = attempt
         self.max_attempts = max_attempts
@@ -213,9 +211,7 @@ class Job:
         self._cancellation: threading.Event | None = None
 
         if schedule_in is not None and scheduled_at is not None:
-            raise JobValidationError(
-                "give either schedule_in or scheduled_at, not both"
-            )
+            raise JobValidationError("give either schedule_in or scheduled_at, not both")
         if schedule_in is not None:
             scheduled_at = utc_now() + _seconds(schedule_in)
 
@@ -277,14 +273,12 @@ class Job:
             self.state = JobState(self.state)
         except ValueError:
             states = ", ".join(state.value for state in JobState)
-            raise JobValidationError(
-                f"state must be one of {states}; got {self.state!r}"
-            ) from None
+            raise JobValidationError(f"state must be one of {states}; got {self.state!r}") from None
         if _check_int("max_attempts", self.max_attempts) <= 0:
             raise JobValidationError(
                 f"max_attempts must be greater than 0, got {self.max_attempts}"
             )
-        if not 0 <= _check_int("priority", self.priority) <= 9:  # noqa: PLR2004
+        if not 0 <= _check_int("priority", self.priority) <= 9:
             raise JobValidationError(
                 f"priority must be between 0 (first) and 9 (last), got {self.priority}"
             )

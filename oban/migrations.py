@@ -35,15 +35,18 @@ def version_location() -> str:
     return str(Path(script_location()) / "versions")
 
 
-def migrate(bind: sa.Engine | str, *, prefix: str | None = None, revision: str = "oban@head") -> None:
+def migrate(
+    bind: sa.Engine | str, *, prefix: str | None = None, revision: str = "oban@head"
+) -> None:
     """Upgrade the Oban tables in ``bind``'s database to ``revision``.
 
     Safe to run on every start: an up-to-date database is left alone, and a
     database where Elixir Oban or oban-py already created ``oban_jobs`` is
     adopted, not recreated.
     """
-    from alembic import command  # noqa: PLC0415 - alembic is only needed here
-    from alembic.config import Config  # noqa: PLC0415
+    from alembic.config import Config
+
+    from alembic import command
 
     engine = sa.create_engine(bind) if isinstance(bind, str) else bind
     config = Config()

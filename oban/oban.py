@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     # actually passes an async session or connection.
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-SyncConn = Union[Connection, Session]
-AnyConn = Union[Connection, Session, "AsyncConnection", "AsyncSession"]
+SyncConn: TypeAlias = "Connection | Session"
+AnyConn: TypeAlias = "Connection | Session | AsyncConnection | AsyncSession"
 
 TESTING_MODES = ("inline", "manual")
 BACKENDS = ("asyncio", "trio")
@@ -72,7 +72,9 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> flo
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
+        raise ConfigError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}"
+        )
     return float(value)
 
 
@@ -155,7 +157,9 @@ class Oban:
                     "'sqlite:///jobs.db', or testing='inline' for tests without one"
                 )
             else:
-                engine = engine_for(self.bind, prefix=prefix, owns_bind=isinstance(bind, (str, sa.URL)))
+                engine = engine_for(
+                    self.bind, prefix=prefix, owns_bind=isinstance(bind, (str, sa.URL))
+                )
         self.engine: Engine = engine
         self.prefix = prefix
         self._database = Database(engine, threads=self._config.db_threads)
@@ -168,7 +172,9 @@ class Oban:
             Oban._instances[name] = self
 
     @staticmethod
-    def _make_bind(bind: sa.Engine | str | sa.URL | None, engine: Engine | None, testing: str | None) -> sa.Engine | None:
+    def _make_bind(
+        bind: sa.Engine | str | sa.URL | None, engine: Engine | None, testing: str | None
+    ) -> sa.Engine | None:
         if bind is None or isinstance(bind, sa.Engine):
             return bind
         if isinstance(bind, (str, sa.URL)):
@@ -176,7 +182,9 @@ class Oban:
                 return create_bind(bind)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 raise ConfigError(f"cannot use database URL {str(bind)!r}: {exc}") from exc
-        raise ConfigError(f"bind must be a SQLAlchemy Engine or a URL string, got {type(bind).__name__}")
+        raise ConfigError(
+            f"bind must be a SQLAlchemy Engine or a URL string, got {type(bind).__name__}"
+        )
 
     @classmethod
     def get_instance(cls, name: str = "oban") -> Oban:
@@ -196,7 +204,7 @@ class Oban:
 
     def migrate(self) -> None:
         """Create or upgrade the Oban tables in this instance's database."""
-        from .migrations import migrate  # noqa: PLC0415 - alembic loads lazily
+        from .migrations import migrate
 
         if self.bind is None:
             return
@@ -204,7 +212,9 @@ class Oban:
 
     # -- connections ------------------------------------------------------------------
 
-    def _call(self, conn: SyncConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
+    def _call(
+        self, conn: SyncConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
+    ) -> T:
         if conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities:
             return self._database.call(fn, *args)
         if isinstance(conn, Session):
@@ -216,13 +226,15 @@ class Oban:
             "use the _async method for AsyncSession / AsyncConnection"
         )
 
-    async def _call_async(self, conn: AnyConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
+    async def _call_async(
+        self, conn: AnyConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
+    ) -> T:
         if conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities:
             return await self._database.run(fn, *args)
         if isinstance(conn, (Session, Connection)):
             return self._call(conn, fn, *args)
         if type(conn).__module__.startswith("sqlalchemy.ext.asyncio"):
-            from sqlalchemy.ext.asyncio import (  # noqa: PLC0415 - needs greenlet
+            from sqlalchemy.ext.asyncio import (
                 AsyncConnection,
                 AsyncSession,
             )
@@ -246,7 +258,9 @@ class Oban:
         listed = list(jobs)
         for job in listed:
             if not isinstance(job, Job):
-                raise TypeError(f"enqueue takes Job objects (Worker.new(...)), got {type(job).__name__}")
+                raise TypeError(
+                    f"enqueue takes Job objects (Worker.new(...)), got {type(job).__name__}"
+                )
         return listed
 
     def _inserted(self, jobs: list[Job]) -> list[Job]:
@@ -268,7 +282,9 @@ class Oban:
         """Async twin of :meth:`enqueue`; ``conn`` may be an AsyncSession/AsyncConnection."""
         return (await self.enqueue_many_async([job], conn=conn))[0]
 
-    async def enqueue_many_async(self, jobs: Iterable[Job], *, conn: AnyConn | None = None) -> list[Job]:
+    async def enqueue_many_async(
+        self, jobs: Iterable[Job], *, conn: AnyConn | None = None
+    ) -> list[Job]:
         """Async twin of :meth:`enqueue_many`."""
         listed = self._job_list(jobs)
         return self._inserted(await self._call_async(conn, self._insert, listed))
@@ -325,7 +341,12 @@ class Oban:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # -- lifecycle: async -------------------------------------------------------------
@@ -363,7 +384,12 @@ class Oban:
         await self.start_async()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self._stop_async(None, exc)
 
     def close(self) -> None:

@@ -59,9 +59,7 @@ class Record:
         try:
             encoded = orjson.dumps(self.value)
         except TypeError as exc:
-            raise JobValidationError(
-                f"recorded value must be JSON-encodable: {exc}"
-            ) from exc
+            raise JobValidationError(f"recorded value must be JSON-encodable: {exc}") from exc
         if len(encoded) > self.limit:
             raise JobValidationError(
                 f"recorded value is {len(encoded)} bytes, over the limit of "
@@ -74,8 +72,7 @@ def check_snooze(seconds: object) -> None:
     """Reject a snooze that is not a non-negative number of seconds."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise JobValidationError(
-            f"Snooze(seconds) needs a number of seconds, got {type(seconds).__name__}: "
-            f"{seconds!r}"
+            f"Snooze(seconds) needs a number of seconds, got {type(seconds).__name__}: {seconds!r}"
         )
     if seconds < 0:
         raise JobValidationError(f"Snooze(seconds) must not be negative, got {seconds}")

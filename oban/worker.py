@@ -103,11 +103,9 @@ def build_job(spec: WorkerSpec, args: Mapping[str, Any] | None, options: Mapping
             f"{spec.name!r}; valid options: {', '.join(sorted(JOB_OPTIONS))}"
         )
     merged = {**spec.job_options(), **options}
-    extra = {key: merged.pop(key) for key in ("unique", "replace") if key in merged}
+    extra: dict[str, Any] = {key: merged.pop(key) for key in ("unique", "replace") if key in merged}
     if args is not None and not isinstance(args, Mapping):
-        raise JobValidationError(
-            f"args must be a dict, got {type(args).__name__}: {args!r}"
-        )
+        raise JobValidationError(f"args must be a dict, got {type(args).__name__}: {args!r}")
     return Job(spec.name, args=args, extra=extra, **merged)
 
 
@@ -135,7 +133,7 @@ class Worker:
         **options: Any,
     ) -> Job:
         """Insert a job for this worker through its ``Oban`` instance (sync)."""
-        from .oban import Oban  # noqa: PLC0415 - Oban imports this module
+        from .oban import Oban
 
         job = cls.new(args, **options)
         return Oban.get_instance(cls.__oban_worker__.oban).enqueue(job, conn=conn)
@@ -150,12 +148,10 @@ class Worker:
         **options: Any,
     ) -> Job:
         """Insert a job for this worker through its ``Oban`` instance (async)."""
-        from .oban import Oban  # noqa: PLC0415 - Oban imports this module
+        from .oban import Oban
 
         job = cls.new(args, **options)
-        return await Oban.get_instance(cls.__oban_worker__.oban).enqueue_async(
-            job, conn=conn
-        )
+        return await Oban.get_instance(cls.__oban_worker__.oban).enqueue_async(job, conn=conn)
 
 
 def _spec_from(
@@ -253,7 +249,12 @@ class JobFunction(Generic[P, R]):
     job's args. ``options(...)`` sets per-job options such as ``schedule_in``.
     """
 
-    def __init__(self, func: Callable[P, R], worker_class: type[Worker], options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[P, R],
+        worker_class: type[Worker],
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.func = func
         self.worker_class = worker_class
         self.signature = inspect.signature(func)

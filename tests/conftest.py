@@ -43,7 +43,7 @@ def postgres_url_or_skip() -> str:
     try:
         with engine.connect():
             pass
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server"
+    except Exception as exc:
         message = f"PostgreSQL not reachable at {url}: {exc}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message + " (CI=true: a missing database is a failure)")
@@ -59,7 +59,11 @@ def postgres_url() -> str:
 
 
 def wait_for(
-    condition: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.02, message: str = ""
+    condition: Callable[[], object],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    message: str = "",
 ) -> object:
     """Poll ``condition`` until truthy; fail the test at the deadline (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
@@ -76,4 +80,4 @@ def wait_for(
 def _fresh_instances() -> Iterator[None]:
     """Each test starts without Oban instances left over from another."""
     yield
-    oban.Oban._instances.clear()  # noqa: SLF001 - test isolation
+    oban.Oban._instances.clear()

@@ -28,7 +28,7 @@ def engine_for(bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = 
     if dialect == "sqlite":
         return Lite(bind, prefix=prefix, owns_bind=owns_bind)
     if dialect == "postgresql":
-        from .basic import Basic  # noqa: PLC0415 - psycopg is an optional extra
+        from .basic import Basic
 
         return Basic(bind, prefix=prefix, owns_bind=owns_bind)
     raise ConfigError(

@@ -55,10 +55,19 @@ class Inline:
             job_id = next(self._ids)
         ran = Job.from_row(
             {
-                **{name: getattr(job, name) for name in (
-                    "worker", "queue", "max_attempts", "priority", "args", "meta", "tags",
-                    "errors",
-                )},
+                **{
+                    name: getattr(job, name)
+                    for name in (
+                        "worker",
+                        "queue",
+                        "max_attempts",
+                        "priority",
+                        "args",
+                        "meta",
+                        "tags",
+                        "errors",
+                    )
+                },
                 "id": job_id,
                 "state": JobState.EXECUTING,
                 "attempt": job.attempt + 1,
@@ -72,7 +81,9 @@ class Inline:
         ack = execute_blocking(ran, clock=lambda: now)
         return ack.apply(ran)
 
-    def fetch_jobs(self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime) -> list[Job]:
+    def fetch_jobs(
+        self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime
+    ) -> list[Job]:
         return []
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:

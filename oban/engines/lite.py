@@ -47,7 +47,9 @@ class Lite(SqlEngine):
         {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL}
     )
 
-    def __init__(self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False) -> None:
+    def __init__(
+        self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False
+    ) -> None:
         if bind.dialect.name != "sqlite":
             raise ConfigError(f"the Lite engine needs a sqlite:/// URL, got {bind.url!r}")
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -85,7 +87,9 @@ class Lite(SqlEngine):
                 raise
             conn.commit()
 
-    def _append_error(self, column: ColumnElement[Any], entry: ColumnElement[Any]) -> ColumnElement[Any]:
+    def _append_error(
+        self, column: ColumnElement[Any], entry: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
         return sa.func.json_insert(column, sa.literal("$[#]"), sa.func.json(entry))
 
     def _merge_meta(self, keys: Sequence[str]) -> ColumnElement[Any]:

@@ -59,17 +59,19 @@ class SqlEngine:
         {Capability.PERSISTENT, Capability.TRANSACTIONAL}
     )
 
-    def __init__(self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False) -> None:
+    def __init__(
+        self, bind: sa.Engine, *, prefix: str | None = None, owns_bind: bool = False
+    ) -> None:
         self.bind = bind
         self.prefix = prefix
         self._owns_bind = owns_bind
-        self._options: dict[str, Any] = (
-            {"schema_translate_map": {None: prefix}} if prefix else {}
-        )
+        self._options: dict[str, Any] = {"schema_translate_map": {None: prefix}} if prefix else {}
 
     # -- hooks for dialects ---------------------------------------------------
 
-    def _append_error(self, column: ColumnElement[Any], entry: ColumnElement[Any]) -> ColumnElement[Any]:
+    def _append_error(
+        self, column: ColumnElement[Any], entry: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
         raise NotImplementedError
 
     def _merge_meta(self, keys: Sequence[str]) -> ColumnElement[Any]:
@@ -86,7 +88,9 @@ class SqlEngine:
 
     # -- operations -------------------------------------------------------------
 
-    def execute(self, conn: Connection, statement: sa.Executable, params: Any = None) -> sa.CursorResult[Any]:
+    def execute(
+        self, conn: Connection, statement: sa.Executable, params: Any = None
+    ) -> sa.CursorResult[Any]:
         with translate_errors():
             return conn.execute(statement, params, execution_options=self._options)
 
@@ -96,7 +100,7 @@ class SqlEngine:
         rows = [self._insert_values(job, now) for job in jobs]
         statement = sa.insert(oban_jobs).returning(*c, sort_by_parameter_order=True)
         result = self.execute(conn, statement, rows)
-        return [Job.from_row(row) for row in result.mappings()]
+        return [Job.from_row(dict(row)) for row in result.mappings()]
 
     @staticmethod
     def _insert_values(job: Job, now: datetime) -> dict[str, Any]:
@@ -144,7 +148,7 @@ class SqlEngine:
             .returning(*c)
         )
         result = self.execute(conn, statement)
-        return _sorted_fetch([Job.from_row(row) for row in result.mappings()])
+        return _sorted_fetch([Job.from_row(dict(row)) for row in result.mappings()])
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
         groups: dict[tuple[JobState, tuple[str, ...], bool, bool], list[Ack]] = defaultdict(list)
@@ -215,4 +219,4 @@ class SqlEngine:
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         row = self.execute(conn, sa.select(oban_jobs).where(c.id == job_id)).mappings().first()
-        return None if row is None else Job.from_row(row)
+        return None if row is None else Job.from_row(dict(row))

@@ -49,7 +49,11 @@ def _backoff_for(instance: object | None) -> Callable[[Job], int]:
             except Exception:
                 logger.exception("backoff() of %s failed; using the default", job.worker)
             else:
-                if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+                if (
+                    isinstance(seconds, (int, float))
+                    and not isinstance(seconds, bool)
+                    and seconds >= 0
+                ):
                     return math.ceil(seconds)
                 logger.error(
                     "backoff() of %s returned %r, not seconds >= 0; using the default",
@@ -64,10 +68,7 @@ def _backoff_for(instance: object | None) -> Callable[[Job], int]:
 def timeout_for(instance: object, job: Job) -> float | None:
     """The attempt's time limit: the worker's ``timeout(job)``, else ``@worker(timeout=)``."""
     custom = getattr(instance, "timeout", None)
-    if callable(custom):
-        value = custom(job)
-    else:
-        value = worker_spec(type(instance)).timeout
+    value = custom(job) if callable(custom) else worker_spec(type(instance)).timeout
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -76,7 +77,7 @@ def timeout_for(instance: object, job: Job) -> float | None:
 
 
 def _start(job: Job) -> object:
-    job._cancellation = threading.Event()  # noqa: SLF001 - the executor owns it
+    job._cancellation = threading.Event()
     return resolve_worker(job.worker)()
 
 
@@ -99,7 +100,7 @@ async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clo
                 )
         if scope.cancelled_caught:
             result = JobTimeoutError(f"{job.worker} timed out after {limit:g}s")
-            job._cancellation.set()  # type: ignore[union-attr]  # noqa: SLF001 - a sync job may still be looking
+            job._cancellation.set()  # type: ignore[union-attr]
     except Exception as exc:
         result = exc
     return outcome(job, result, now=clock(), backoff=_backoff_for(instance))

@@ -8,6 +8,7 @@ them back as available, and flushes every pending ack before returning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -54,7 +55,8 @@ class RuntimeConfig:
 def _error_pause(failures: int, bounds: tuple[float, float]) -> float:
     """Back off after a database error: exponential, capped, with jitter."""
     low, high = bounds
-    return min(high, low * 2 ** min(failures, 16)) * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+    pause: float = min(high, low * float(1 << min(failures, 16)))
+    return pause * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
 
 
 class Acker:
@@ -269,10 +271,9 @@ class Runtime:
         if threading.get_ident() == self._loop_thread:
             self._wake(queues)
             return
-        try:
+        # RuntimeError: the loop is gone; producers poll when they come back.
+        with contextlib.suppress(RuntimeError):
             anyio.from_thread.run_sync(self._wake, list(queues), token=token)
-        except RuntimeError:
-            pass  # the loop is gone: producers poll when they come back
 
     # -- staging ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from oban import Cancel, Job, JobState, Oban, Record, Snooze, job, worker
+from oban import Cancel, Job, JobState, Oban, Record, Snooze, Worker, job, worker
 
 console = Console(highlight=False)
 print_lock = threading.Lock()
@@ -34,12 +34,12 @@ def say(queue: str, text: str) -> None:
 
 
 @worker(queue="mailers", max_attempts=3)
-class SendWelcome:
+class SendWelcome(Worker):
     """A sync worker (runs in a thread) that fails now and then."""
 
     def process(self, job: Job) -> object:
         user = job.args["user_id"]
-        if job.args.get("flaky") and job.attempt < 3:  # noqa: PLR2004 - third time lucky
+        if job.args.get("flaky") and job.attempt < 3:
             say("mailers", f"[red]✗[/] welcome mail to user {user} failed (attempt {job.attempt})")
             raise ConnectionError("SMTP server said 421, try again later")
         if job.args.get("broken"):
@@ -54,7 +54,7 @@ class SendWelcome:
 
 
 @worker(queue="default")
-class Report:
+class Report(Worker):
     """An async worker that snoozes until its input is 'ready'."""
 
     async def process(self, job: Job) -> object:
@@ -68,7 +68,7 @@ class Report:
 
 
 @worker(queue="default")
-class Charge:
+class Charge(Worker):
     """Cancels itself when the order is void."""
 
     def process(self, job: Job) -> object:

@@ -23,7 +23,6 @@ import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from ..engines.base import Ack, Engine
-from ..errors import ObanError
 from ..job import Job, JobState
 from ..outcomes import error_entry
 from .database import Database
@@ -92,7 +91,7 @@ class Acker:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._database.run(self._database.engine.ack_jobs, batch)
-            except ObanError:
+            except Exception:  # every loop survives errors: log, back off, go on
                 failures += 1
                 logger.exception("writing %d acks failed; retrying", len(batch))
                 self._pending = batch + self._pending
@@ -165,7 +164,7 @@ class Producer:
                             [config.node, self.uuid],
                             self.runtime.clock(),
                         )
-                except ObanError:
+                except Exception:  # every loop survives errors: log, back off, go on
                     failures += 1
                     logger.exception("fetching from queue %r failed; retrying", self.queue)
                     await anyio.sleep(_error_pause(failures, config.error_backoff))
@@ -284,7 +283,7 @@ class Runtime:
                 queues = await self.database.run(
                     self.engine.stage_jobs, self.clock(), self.config.stage_limit
                 )
-            except ObanError:
+            except Exception:  # every loop survives errors: log, back off, go on
                 failures += 1
                 logger.exception("staging scheduled jobs failed; retrying")
                 await anyio.sleep(_error_pause(failures, self.config.error_backoff))

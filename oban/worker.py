@@ -12,9 +12,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from typing_extensions import ParamSpec
@@ -415,8 +414,3 @@ def worker_spec(worker_class: type) -> WorkerSpec:
         raise UnknownWorkerError(f"{worker_class!r} is not a worker")
     return spec
 
-
-# Typing helpers used by the executor.
-ProcessResult = Any
-ProcessFn = Callable[[Job], ProcessResult | Awaitable[ProcessResult]]
-ScheduleArg = datetime | timedelta | float | None

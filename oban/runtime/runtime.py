@@ -14,7 +14,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
@@ -48,7 +48,6 @@ class RuntimeConfig:
     ack_delay: float = 0.005
     db_threads: int = 4
     error_backoff: tuple[float, float] = (0.1, 5.0)
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _error_pause(failures: int, bounds: tuple[float, float]) -> float:

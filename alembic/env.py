@@ -17,6 +17,10 @@ config = context.config
 def run(connection: sa.Connection) -> None:
     prefix = config.attributes.get("prefix")
     version_table = config.attributes.get("version_table", "oban_alembic_version")
+    if prefix and connection.dialect.name == "postgresql":
+        # The version table lives in the prefix schema, so the schema must exist
+        # before Alembic creates that table (before any revision runs).
+        connection.execute(sa.schema.CreateSchema(prefix, if_not_exists=True))
     context.configure(
         connection=connection,
         version_table=version_table,

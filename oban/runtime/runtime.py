@@ -27,6 +27,7 @@ from ..job import Job, JobState
 from ..outcomes import error_entry
 from .database import Database
 from .executor import execute
+from .notifier import INSERT, notifier_for
 
 __all__ = ["Runtime", "RuntimeConfig"]
 
@@ -208,6 +209,17 @@ class Runtime:
         self.producers = {
             queue: Producer(self, queue, limit) for queue, limit in config.queues.items()
         }
+        # LISTEN/NOTIFY where the engine has it (PostgreSQL): inserts on any
+        # node wake this node's producers; after a (re)connection every
+        # producer fetches once, as notices sent meanwhile were lost.
+        self.notifier = (
+            notifier_for(engine, application_name=f"oban_notifier:{config.node}")
+            if self.producers
+            else None
+        )
+        if self.notifier is not None:
+            self.notifier.subscribe(INSERT, self._on_insert_notice)
+            self.notifier.on_connect(lambda: self._wake(list(self.producers)))
         self._stop = anyio.Event()
         self._grace = config.shutdown_grace
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -223,6 +235,8 @@ class Runtime:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self.acker.run)
                 tasks.start_soon(self._stage_loop)
+                if self.notifier is not None:
+                    tasks.start_soon(self.notifier.run)
                 async with anyio.create_task_group() as producing:
                     for producer in self.producers.values():
                         producing.start_soon(producer.run)
@@ -254,6 +268,11 @@ class Runtime:
         await self._done.wait()
 
     # -- signals from any thread ------------------------------------------------------
+
+    def _on_insert_notice(self, payload: dict[str, object]) -> None:
+        queue = payload.get("queue")
+        if isinstance(queue, str):
+            self._wake([queue])
 
     def _wake(self, queues: Iterable[str]) -> None:
         for queue in queues:

@@ -12,7 +12,7 @@ import enum
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -121,6 +121,22 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
+# Copy only what has the right shape; anything else is kept as given so that
+# validation rejects it by name (dict([...]) or list("str") would guess instead).
+def _copy_dict(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, Mapping) else cast("dict[str, Any]", value)
+
+
+def _copy_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return cast("list[Any]", value)
+    return list(value)
+
+
 def _normalise_tags(tags: object) -> list[str]:
     if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
         raise JobValidationError(
@@ -201,10 +217,10 @@ class Job:
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.priority = priority
-        self.args: dict[str, Any] = dict(args) if args is not None else {}
-        self.meta: dict[str, Any] = dict(meta) if meta is not None else {}
+        self.args: dict[str, Any] = _copy_dict(args)
+        self.meta: dict[str, Any] = _copy_dict(meta)
         self.errors: list[dict[str, Any]] = list(errors) if errors else []
-        self.tags: list[str] = list(tags) if tags is not None else []
+        self.tags: list[str] = _copy_list(tags)
         self.attempted_by: list[str] = list(attempted_by) if attempted_by else []
         self.extra: dict[str, Any] = dict(extra) if extra else {}
         self.conflict = False

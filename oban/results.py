@@ -9,6 +9,7 @@ Elixir's worker returns tuples; here a worker returns ``None`` or any value
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,5 +75,7 @@ def check_snooze(seconds: object) -> None:
         raise JobValidationError(
             f"Snooze(seconds) needs a number of seconds, got {type(seconds).__name__}: {seconds!r}"
         )
+    if not math.isfinite(seconds):
+        raise JobValidationError(f"Snooze(seconds) needs a finite number of seconds, got {seconds}")
     if seconds < 0:
         raise JobValidationError(f"Snooze(seconds) must not be negative, got {seconds}")

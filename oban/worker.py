@@ -166,6 +166,11 @@ def _spec_from(
     replace: Any,
     timeout: float | None,
 ) -> WorkerSpec:
+    # tuple("email") / dict([...]) would guess; reject the wrong shape by name.
+    if isinstance(tags, (str, bytes)):
+        raise JobValidationError(f"tags must be a list of strings, got {tags!r}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise JobValidationError(f"meta must be a dict of JSON values, got {meta!r}")
     spec = WorkerSpec(
         name=name,
         oban=oban,

@@ -90,7 +90,13 @@ def _seconds(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except (ValueError, OverflowError):
+            raise JobValidationError(
+                f"schedule_in must be a finite number of seconds within timedelta's range, "
+                f"got {value!r}"
+            ) from None
     raise JobValidationError(
         "schedule_in must be a number of seconds or a timedelta, "
         f"got {type(value).__name__}: {value!r}"

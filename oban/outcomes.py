@@ -22,6 +22,18 @@ __all__ = ["error_entry", "format_error", "outcome"]
 
 Backoff = Callable[[Job], int]
 
+MAX_DELAY = timedelta(days=3650)
+"""The furthest a retry or snooze is put off; larger requests are capped here so
+the arithmetic can never overflow (an outcome must always be writable)."""
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    try:
+        delay = timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        delay = MAX_DELAY
+    return now + min(delay, MAX_DELAY)
+
 
 def format_error(error: BaseException | str) -> str:
     """Exception type, message and traceback, as one text (or a plain reason)."""
@@ -49,7 +61,7 @@ def _failure(job: Job, error: BaseException | str, now: datetime, backoff: Backo
         job.attempt,
         JobState.RETRYABLE,
         now,
-        scheduled_at=now + timedelta(seconds=backoff(job)),
+        scheduled_at=_later(now, backoff(job)),
         error=entry,
     )
 
@@ -81,7 +93,7 @@ def outcome(job: Job, result: object, *, now: datetime, backoff: Backoff) -> Ack
             job.attempt,
             JobState.SCHEDULED,
             now,
-            scheduled_at=now + timedelta(seconds=result.seconds),
+            scheduled_at=_later(now, result.seconds),
             meta={"snoozed": int(job.meta.get("snoozed", 0)) + 1},
             snoozed=True,
         )

@@ -136,6 +136,12 @@ def test_schedule_in_and_scheduled_at_together() -> None:
         make(schedule_in=60, scheduled_at=datetime.now(timezone.utc))
 
 
+@pytest.mark.parametrize("schedule_in", [float("nan"), float("inf"), 1e20])
+def test_schedule_in_out_of_range_names_the_field(schedule_in: float) -> None:
+    with pytest.raises(JobValidationError, match="schedule_in must be a finite number"):
+        make(schedule_in=schedule_in)
+
+
 @pytest.mark.parametrize("schedule_in", ["60", True, [60]])
 def test_schedule_in_of_a_wrong_type(schedule_in: Any) -> None:
     with pytest.raises(JobValidationError, match="schedule_in must be a number of seconds"):

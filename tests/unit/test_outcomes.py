@@ -10,7 +10,7 @@ import pytest
 
 from oban import Cancel, Job, JobState, Record, Snooze
 from oban.engines.base import Ack
-from oban.outcomes import outcome
+from oban.outcomes import MAX_DELAY, outcome
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
 BACKOFF = 42
@@ -245,3 +245,18 @@ def test_outcome_does_not_touch_the_job() -> None:
     assert job.meta == {"snoozed": 1}
     assert job.errors == []
     assert job.max_attempts == 3
+
+
+# -- delays too large to represent -------------------------------------------------------
+
+
+def test_a_huge_snooze_is_capped_not_an_overflow() -> None:
+    ack = run(executing(), Snooze(1e12))
+    assert ack.state is JobState.SCHEDULED
+    assert ack.scheduled_at == NOW + MAX_DELAY
+
+
+def test_a_huge_custom_backoff_is_capped_not_an_overflow() -> None:
+    ack = outcome(executing(), raised(RuntimeError("boom")), now=NOW, backoff=lambda job: 10**30)
+    assert ack.state is JobState.RETRYABLE
+    assert ack.scheduled_at == NOW + MAX_DELAY

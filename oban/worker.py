@@ -418,4 +418,3 @@ def worker_spec(worker_class: type) -> WorkerSpec:
     if not isinstance(spec, WorkerSpec):  # pragma: no cover - guarded by resolve_worker
         raise UnknownWorkerError(f"{worker_class!r} is not a worker")
     return spec
-

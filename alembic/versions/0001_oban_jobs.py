@@ -36,10 +36,41 @@ def _text_array() -> sa.types.TypeEngine[object]:
     return postgresql.ARRAY(sa.Text()).with_variant(sa.Text(), "sqlite")
 
 
+def _add_suspended_state(bind: sa.Connection, prefix: str | None) -> None:
+    """Give an adopted ``oban_job_state`` the ``suspended`` label it may lack.
+
+    Elixir Oban added it in its migration v14 (``BEFORE 'scheduled'``) the same
+    way, so a table shared with an older Elixir Oban is changed only as its
+    own next migration would change it.
+    """
+    missing = bind.execute(
+        sa.text(
+            "SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE t.typname = 'oban_job_state' "
+            "AND n.nspname = COALESCE(:schema, current_schema()) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_enum e WHERE e.enumtypid = t.oid "
+            "AND e.enumlabel = 'suspended')"
+        ),
+        {"schema": prefix},
+    ).first()
+    if missing is None:
+        return
+    preparer = bind.dialect.identifier_preparer
+    schema = preparer.quote_schema(prefix) + "." if prefix else ""
+    op.execute(
+        f"ALTER TYPE {schema}oban_job_state ADD VALUE IF NOT EXISTS 'suspended' BEFORE 'scheduled'"
+    )
+
+
 def upgrade(prefix: str | None = None) -> None:
     bind = op.get_bind()
     if sa.inspect(bind).has_table("oban_jobs", schema=prefix):
-        return  # made by Elixir Oban, oban-py or an earlier install: adopt it
+        # Made by Elixir Oban, oban-py or an earlier install: adopt it as it is.
+        # Its column types stay the peer's (the Basic engine adapts to them);
+        # converting them would break the peer that shares the table.
+        if bind.dialect.name == "postgresql":
+            _add_suspended_state(bind, prefix)
+        return
     postgres = bind.dialect.name == "postgresql"
     if postgres:
         if prefix:

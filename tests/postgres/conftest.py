@@ -1,0 +1,96 @@
+"""PostgreSQL fixtures: every test gets its own schema, so tests never see each other's jobs.
+
+The schema is the Oban ``prefix``: ``oban.migrate(bind, prefix=schema)``
+installs the tables and the ``oban_job_state`` enum there, and
+``Oban(url, prefix=schema)`` works in it. It is dropped after the test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+import sqlalchemy as sa
+
+import oban
+from oban import Oban
+from tests.postgres.workers import SEEN
+
+
+@pytest.fixture
+def pg_bind(postgres_url: str) -> Iterator[sa.Engine]:
+    """A SQLAlchemy engine on the test database, for the test's own queries."""
+    bind = sa.create_engine(postgres_url)
+    yield bind
+    bind.dispose()
+
+
+@pytest.fixture
+def pg_schema(pg_bind: sa.Engine) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema name, dropped (with all in it) after the test."""
+    name = f"oban_t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with pg_bind.begin() as conn:
+        conn.execute(sa.schema.DropSchema(name, cascade=True, if_exists=True))
+
+
+@pytest.fixture
+def pg_prefix(pg_bind: sa.Engine, pg_schema: str) -> str:
+    """A fresh schema with the Oban tables migrated into it."""
+    oban.migrate(pg_bind, prefix=pg_schema)
+    return pg_schema
+
+
+@pytest.fixture(autouse=True)
+def _seen() -> Iterator[None]:
+    SEEN.reset()
+    yield
+    SEEN.reset()
+
+
+@pytest.fixture
+def make_oban(postgres_url: str, pg_prefix: str) -> Iterator[Callable[..., Oban]]:
+    """Build ``Oban`` instances in the test's schema; pools are closed after the test."""
+    made: list[Oban] = []
+
+    def make(**options: Any) -> Oban:
+        options.setdefault("prefix", pg_prefix)
+        instance = Oban(postgres_url, **options)
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        if instance.is_running and instance._portal is not None:  # a failed test left it running
+            instance.stop(grace=0)
+        instance.close()
+
+
+def table(prefix: str) -> str:
+    """``"prefix".oban_jobs``, quoted, for the tests' own SQL (prefix is ours, not user input)."""
+    return f'"{prefix}".oban_jobs'
+
+
+async def wait_async(condition: Callable[[], object], *, deadline: float = 20.0) -> None:
+    """Async twin of ``tests.conftest.wait_for``: poll ``condition`` in a thread (it may
+    query the database) without blocking the event loop; fail at the deadline."""
+    with anyio.move_on_after(deadline):
+        while not await anyio.to_thread.run_sync(condition):  # noqa: ASYNC110 - polling the database
+            await anyio.sleep(0.02)
+        return
+    pytest.fail(f"condition not met within {deadline}s: {condition}")
+
+
+async def wait_async_for(
+    condition: Callable[[], Awaitable[object]], *, deadline: float = 20.0
+) -> None:
+    """Like :func:`wait_async` for an async condition (an AsyncSession query)."""
+    with anyio.move_on_after(deadline):
+        while not await condition():  # noqa: ASYNC110 - polling the database
+            await anyio.sleep(0.02)
+        return
+    pytest.fail(f"condition not met within {deadline}s: {condition}")

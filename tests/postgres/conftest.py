@@ -8,11 +8,9 @@ installs the tables and the ``oban_job_state`` enum there, and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 
@@ -68,29 +66,3 @@ def make_oban(postgres_url: str, pg_prefix: str) -> Iterator[Callable[..., Oban]
         if instance.is_running and instance._portal is not None:  # a failed test left it running
             instance.stop(grace=0)
         instance.close()
-
-
-def table(prefix: str) -> str:
-    """``"prefix".oban_jobs``, quoted, for the tests' own SQL (prefix is ours, not user input)."""
-    return f'"{prefix}".oban_jobs'
-
-
-async def wait_async(condition: Callable[[], object], *, deadline: float = 20.0) -> None:
-    """Async twin of ``tests.conftest.wait_for``: poll ``condition`` in a thread (it may
-    query the database) without blocking the event loop; fail at the deadline."""
-    with anyio.move_on_after(deadline):
-        while not await anyio.to_thread.run_sync(condition):  # noqa: ASYNC110 - polling the database
-            await anyio.sleep(0.02)
-        return
-    pytest.fail(f"condition not met within {deadline}s: {condition}")
-
-
-async def wait_async_for(
-    condition: Callable[[], Awaitable[object]], *, deadline: float = 20.0
-) -> None:
-    """Like :func:`wait_async` for an async condition (an AsyncSession query)."""
-    with anyio.move_on_after(deadline):
-        while not await condition():  # noqa: ASYNC110 - polling the database
-            await anyio.sleep(0.02)
-        return
-    pytest.fail(f"condition not met within {deadline}s: {condition}")

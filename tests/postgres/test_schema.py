@@ -22,7 +22,7 @@ from oban.engines import Ack
 from oban.engines.basic import Basic
 from oban.outcomes import error_entry
 from tests.conftest import wait_for
-from tests.postgres.conftest import table
+from tests.postgres.support import table
 from tests.postgres.workers import SEEN, Explode, Note
 
 pytestmark = pytest.mark.postgres

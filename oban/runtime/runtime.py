@@ -123,6 +123,7 @@ class Producer:
         self._wakeup = anyio.Event()
         self._maybe_more = True
         self._fetching = True
+        self._cancelling = False
         self._drained = anyio.Event()
 
     def notify(self) -> None:
@@ -135,6 +136,9 @@ class Producer:
         self._wakeup.set()
 
     def cancel_running(self) -> None:
+        # Jobs that start after this (fetched while stopping, or started but not
+        # yet scheduled) are cancelled as they begin, so none outlives shutdown.
+        self._cancelling = True
         for scope in self.scopes.values():
             scope.cancel()
 
@@ -174,7 +178,8 @@ class Producer:
                     self.notify()
                 for job in fetched:
                     self.running[job.id or 0] = job
-                    self._drained = anyio.Event()
+                    if self._drained.is_set():  # keep the event a waiter already holds
+                        self._drained = anyio.Event()
                     jobs.start_soon(self._execute, job)
 
     async def _execute(self, job: Job) -> None:
@@ -182,6 +187,9 @@ class Producer:
         job_id = job.id or 0
         with anyio.CancelScope() as scope:
             self.scopes[job_id] = scope
+            if self._cancelling:
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # never starts the job
             ack = await execute(job, limiter=self.threads, clock=runtime.clock)
         if scope.cancelled_caught:
             # Stopped by shutdown: back to available, the attempt not counted.

@@ -6,11 +6,11 @@ SQLite cannot do:
 * **fetch** is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
   LOCKED LIMIT n) RETURNING``: concurrent fetches on any number of nodes skip
   each other's rows instead of waiting, and never claim a row twice;
-* **inserts** go out as multi-row ``INSERT ... VALUES`` pages as large as
-  PostgreSQL's 65,535 bind parameters allow, so 10,000 jobs take two
-  statements, not 10,000; in the same transaction a ``pg_notify`` per queue
-  tells every node's producers, and because NOTIFY is transactional a
-  rolled-back enqueue tells nobody;
+* **inserts** of any batch are one ``INSERT ... SELECT ... FROM
+  jsonb_array_elements(:rows)``: 10,000 jobs are one statement and one round
+  trip. In the same transaction one ``pg_notify`` statement tells every
+  node's producers of the queues that got available jobs; NOTIFY is
+  transactional, so a rolled-back enqueue tells nobody;
 * **acks** are one ``executemany`` per kind of outcome, which psycopg 3 sends
   pipelined (one round trip per batch);
 * a **notifier** (LISTEN on a dedicated connection) wakes producers at once.
@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -39,14 +40,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import ConfigError
 from ..job import Job, JobState
 from ..runtime.notifier import INSERT, Notifier, channel_name, encode
-from ..schema import Json, oban_jobs
+from ..schema import JOB_STATE, Json, oban_jobs
 from .base import Ack, Capability
 from .sql import SqlEngine, translate_errors
 
 __all__ = ["Basic", "TableShape"]
-
-# PostgreSQL's wire protocol counts bind parameters in an int16.
-MAX_BIND_PARAMS = 65_535
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
@@ -151,6 +149,7 @@ class Basic(SqlEngine):
         self._shape: TableShape | None = None
         self._table: sa.Table = oban_jobs
         self._shape_lock = threading.Lock()
+        self._insert_statements: dict[int, sa.Insert] = {}
 
     # -- the table's shape ----------------------------------------------------------
 
@@ -195,26 +194,64 @@ class Basic(SqlEngine):
         if not jobs:
             return []
         self.shape(conn)
-        table = self._table
         rows = [self._insert_values(job, now) for job in jobs]
-        statement = sa.insert(table).returning(*table.c, sort_by_parameter_order=True)
-        options = {
-            **self._options,
-            # As many rows per statement as the bind-parameter limit allows.
-            "insertmanyvalues_page_size": max(1, MAX_BIND_PARAMS // len(rows[0])),
-        }
+        statement = self._insert_statement(self._table)
         with translate_errors():
-            result = conn.execute(statement, rows, execution_options=options)
-            inserted = [Job.from_row(dict(row)) for row in result.mappings()]
-        self.notify(
-            conn,
-            INSERT,
-            [
-                {"queue": queue}
-                for queue in _queues(job for job in inserted if job.state is JobState.AVAILABLE)
-            ],
-        )
+            result = conn.execute(
+                statement, {"b_rows": _encode_rows(rows)}, execution_options=self._options
+            )
+            ids = sorted(int(job_id) for job_id in result.scalars())
+        # Identity values are drawn as rows are inserted, in the ORDER BY of
+        # the array's ordinality: sorted ids line up with the input rows.
+        inserted = [
+            Job.from_row({**row, "id": job_id}) for row, job_id in zip(rows, ids, strict=True)
+        ]
+        available = _queues(job for job in inserted if job.state is JobState.AVAILABLE)
+        self.notify(conn, INSERT, [{"queue": queue} for queue in available])
         return inserted
+
+    def _insert_statement(self, table: sa.Table) -> sa.Insert:
+        """``INSERT ... SELECT ... FROM jsonb_array_elements(:rows) ... RETURNING id``.
+
+        The whole batch travels as one JSON document in one parameter, so any
+        number of jobs is one statement and one round trip; PostgreSQL parses
+        the JSON in C, where a multi-row VALUES list would cost 13 parameters
+        per row (at most 65,535 per statement) and much client-side work.
+        Only ids come back: every other value is the one we sent.
+        """
+        cached = self._insert_statements.get(id(table))
+        if cached is not None:
+            return cached
+        rows = (
+            sa.func.jsonb_array_elements(_jsonb(sa.bindparam("b_rows", type_=_UntypedText())))
+            .table_valued(sa.column("doc", postgresql.JSONB()), with_ordinality="ord")
+            .render_derived(name="rows")
+        )
+        doc, shape = rows.c.doc, self._shape or TableShape()
+
+        def text(name: str) -> ColumnElement[str]:
+            field: ColumnElement[str] = doc[name].astext
+            return field
+
+        values: dict[str, Any] = {
+            "state": sa.cast(text("state"), JOB_STATE),
+            "queue": text("queue"),
+            "worker": text("worker"),
+            "attempt": sa.cast(text("attempt"), sa.Integer()),
+            "max_attempts": sa.cast(text("max_attempts"), sa.Integer()),
+            "priority": sa.cast(text("priority"), sa.Integer()),
+            "args": doc["args"],
+            "meta": doc["meta"],
+            "tags": doc["tags"] if shape.tags_json else _text_array(doc["tags"], rows),
+            "errors": _jsonb_array(doc["errors"], rows) if shape.errors_array else doc["errors"],
+            "attempted_by": _text_array(doc["attempted_by"], rows),
+            "inserted_at": sa.cast(text("inserted_at"), sa.DateTime()),
+            "scheduled_at": sa.cast(text("scheduled_at"), sa.DateTime()),
+        }
+        select = sa.select(*values.values()).select_from(rows).order_by(rows.c.ord)
+        statement = sa.insert(table).from_select(list(values), select).returning(table.c.id)
+        self._insert_statements[id(table)] = statement
+        return statement
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
         if acks:
@@ -256,5 +293,53 @@ class Basic(SqlEngine):
         )
 
 
-def _queues(jobs: Any) -> list[str]:
+def _queues(jobs: Iterable[Job]) -> list[str]:
     return sorted({job.queue for job in jobs})
+
+
+class _UntypedText(sa.types.UserDefinedType[str]):
+    """A text parameter sent without a type (no ``::VARCHAR``).
+
+    ``CAST(:rows AS jsonb)`` then makes the parameter itself ``jsonb``, parsed
+    once as it is bound; a ``varchar`` parameter would instead be converted
+    while the statement is planned, which costs several times as much.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TEXT"
+
+
+def _naive_utc(at: datetime) -> datetime:
+    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _encode_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The insert's rows as one JSON array (timestamps as naive UTC ISO text)."""
+    return orjson.dumps(
+        [
+            {
+                **row,
+                "inserted_at": _naive_utc(row["inserted_at"]),
+                "scheduled_at": _naive_utc(row["scheduled_at"]),
+            }
+            for row in rows
+        ]
+    ).decode()
+
+
+def _jsonb(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.cast(value, postgresql.JSONB())
+
+
+def _text_array(value: ColumnElement[Any], rows: Any) -> ColumnElement[Any]:
+    """A JSON array of strings to ``text[]`` (a subquery on the current row of ``rows``)."""
+    elements = sa.select(sa.func.jsonb_array_elements_text(value)).correlate(rows).scalar_subquery()
+    return sa.func.array(elements, type_=postgresql.ARRAY(sa.Text()))
+
+
+def _jsonb_array(value: ColumnElement[Any], rows: Any) -> ColumnElement[Any]:
+    """A JSON array to ``jsonb[]`` (Elixir Oban's ``errors``), like :func:`_text_array`."""
+    elements = sa.select(sa.func.jsonb_array_elements(value)).correlate(rows).scalar_subquery()
+    return sa.func.array(elements, type_=JsonbArray())

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 import sqlalchemy as sa
 from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
@@ -232,7 +233,10 @@ class Oban:
         if conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities:
             return await self._database.run(fn, *args)
         if isinstance(conn, (Session, Connection)):
-            return self._call(conn, fn, *args)
+            # A sync session in async code: its I/O still must not block the loop.
+            return await anyio.to_thread.run_sync(
+                lambda: self._call(conn, fn, *args), limiter=self._database.limiter
+            )
         if type(conn).__module__.startswith("sqlalchemy.ext.asyncio"):
             from sqlalchemy.ext.asyncio import (
                 AsyncConnection,

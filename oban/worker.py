@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from .errors import JobValidationError, UnknownWorkerError
 from .job import Job
@@ -153,55 +153,45 @@ class Worker:
         return await Oban.get_instance(cls.__oban_worker__.oban).enqueue_async(job, conn=conn)
 
 
-def _spec_from(
-    name: str,
-    *,
-    oban: str,
-    queue: str,
-    max_attempts: int,
-    priority: int,
-    tags: list[str] | tuple[str, ...] | None,
-    meta: Mapping[str, Any] | None,
-    unique: Any,
-    replace: Any,
-    timeout: float | None,
-) -> WorkerSpec:
+class WorkerOptions(TypedDict, total=False):
+    """Options of ``@worker`` and ``@job``: a worker's defaults for its jobs."""
+
+    queue: str
+    max_attempts: int
+    priority: int
+    tags: list[str] | tuple[str, ...]
+    meta: Mapping[str, Any]
+    unique: Any
+    replace: Any
+    timeout: float | None
+    oban: str
+
+
+def _spec_from(name: str, options: WorkerOptions) -> WorkerSpec:
+    unknown = set(options) - set(WorkerOptions.__annotations__)
+    if unknown:
+        raise TypeError(
+            f"unknown worker option {', '.join(sorted(map(repr, unknown)))}; "
+            f"valid options: {', '.join(WorkerOptions.__annotations__)}"
+        )
+    tags = options.get("tags")
+    meta = options.get("meta")
+    timeout = options.get("timeout")
     # tuple("email") / dict([...]) would guess; reject the wrong shape by name.
     if isinstance(tags, (str, bytes)):
         raise JobValidationError(f"tags must be a list of strings, got {tags!r}")
     if meta is not None and not isinstance(meta, Mapping):
         raise JobValidationError(f"meta must be a dict of JSON values, got {meta!r}")
-    spec = WorkerSpec(
-        name=name,
-        oban=oban,
-        queue=queue,
-        max_attempts=max_attempts,
-        priority=priority,
-        tags=tuple(tags or ()),
-        meta=dict(meta or {}),
-        unique=unique,
-        replace=replace,
-        timeout=timeout,
-    )
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise JobValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    fields: dict[str, Any] = {**options, "tags": tuple(tags or ()), "meta": dict(meta or {})}
+    spec = WorkerSpec(name=name, **fields)
     # Validate the defaults once, at decoration time, not at the first enqueue.
     build_job(spec, None, {})
     return spec
 
 
-def worker(
-    *,
-    queue: str = "default",
-    max_attempts: int = 20,
-    priority: int = 0,
-    tags: list[str] | tuple[str, ...] | None = None,
-    meta: Mapping[str, Any] | None = None,
-    unique: Any = None,
-    replace: Any = None,
-    timeout: float | None = None,
-    oban: str = "oban",
-) -> Callable[[W], W]:
+def worker(**options: Unpack[WorkerOptions]) -> Callable[[W], W]:
     """Make a class with a ``process(self, job)`` method a worker.
 
     ``process`` may be ``def`` (run in a thread) or ``async def`` (run on the
@@ -223,18 +213,7 @@ def worker(
                 f"@worker needs a class with a process(self, job) method; "
                 f"{cls.__qualname__} has none"
             )
-        spec = _spec_from(
-            worker_name(cls),
-            oban=oban,
-            queue=queue,
-            max_attempts=max_attempts,
-            priority=priority,
-            tags=tags,
-            meta=meta,
-            unique=unique,
-            replace=replace,
-            timeout=timeout,
-        )
+        spec = _spec_from(worker_name(cls), options)
         cls.__oban_worker__ = spec  # type: ignore[attr-defined]
         if not issubclass(cls, Worker):
             for method in ("new", "enqueue", "enqueue_async"):
@@ -297,18 +276,7 @@ class JobFunction(Generic[P, R]):
         return await self.worker_class.enqueue_async(self._args(args, kwargs), **self._options)
 
 
-def job(
-    *,
-    queue: str = "default",
-    max_attempts: int = 20,
-    priority: int = 0,
-    tags: list[str] | tuple[str, ...] | None = None,
-    meta: Mapping[str, Any] | None = None,
-    unique: Any = None,
-    replace: Any = None,
-    timeout: float | None = None,
-    oban: str = "oban",
-) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
+def job(**options: Unpack[WorkerOptions]) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Make a plain function (``def`` or ``async def``) a worker.
 
     Example:
@@ -343,17 +311,7 @@ def job(
                 "__doc__": func.__doc__,
             },
         )
-        decorated = worker(
-            queue=queue,
-            max_attempts=max_attempts,
-            priority=priority,
-            tags=tags,
-            meta=meta,
-            unique=unique,
-            replace=replace,
-            timeout=timeout,
-            oban=oban,
-        )(worker_class)
+        decorated = worker(**options)(worker_class)
         return JobFunction(func, decorated)
 
     return decorate

@@ -440,3 +440,12 @@ def test_resolve_helper_objects_that_are_not_workers(attr: str) -> None:
         resolve_worker(name)
     assert sys.modules[HELPER].CALLS == []
     assert name not in worker_module._registry
+
+
+def test_a_misspelt_decorator_option_names_itself() -> None:
+    with pytest.raises(TypeError, match=r"unknown worker option 'queu'; valid options: queue"):
+
+        @worker(queu="mailers")  # type: ignore[call-arg]
+        class Misspelt:
+            def process(self, job: Job) -> None:
+                return None

@@ -17,6 +17,10 @@ __all__ = ["Ack", "Capability", "Engine", "Inline", "Lite", "engine_for"]
 def create_bind(url: str | sa.URL, **options: Any) -> sa.Engine:
     """A SQLAlchemy engine for ``url`` with the settings Oban's engines want."""
     parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        # A bare PostgreSQL URL means psycopg 3 here (the Basic engine's driver),
+        # not SQLAlchemy's default psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {"timeout": 30})
     return sa.create_engine(parsed, **options)

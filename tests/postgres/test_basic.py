@@ -253,3 +253,17 @@ def test_a_url_for_another_postgres_driver_is_refused_with_the_fix() -> None:
     bind = sa.create_mock_engine("postgresql+pg8000://u@localhost/db", executor=print)
     with pytest.raises(ConfigError, match=r"postgresql\+psycopg://"):
         Basic(bind)  # type: ignore[arg-type]  # only its dialect is looked at
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_bare_postgres_url_uses_psycopg_3(postgres_url: str, pg_prefix: str, scheme: str) -> None:
+    from oban import Oban
+
+    url = sa.make_url(postgres_url).set(drivername=scheme).render_as_string(False)
+    instance = Oban(url, prefix=pg_prefix, testing="manual")
+    try:
+        assert instance.engine.name == "basic"
+        saved = instance.enqueue(Job("app.Bare"))
+        assert instance.get_job(saved.id or 0) is not None
+    finally:
+        instance.close()

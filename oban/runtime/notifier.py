@@ -57,6 +57,18 @@ logger = logging.getLogger("oban.notifier")
 
 Callback = Callable[[dict[str, Any]], None]
 
+# libpq settings (a URL's own win): a connection attempt gives up after a few
+# seconds, and TCP keepalives find a dead peer in about half a minute, so
+# neither a reconnect nor the heartbeat's SELECT 1 can hang for minutes (and
+# hold up shutdown, which waits for the notifier's thread).
+_LIVENESS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
 INSERT = "insert"
 SIGNAL = "signal"
 
@@ -191,11 +203,8 @@ class Notifier:
         import psycopg
         from psycopg import sql
 
-        conn = psycopg.connect(
-            **self._connect_params,
-            autocommit=True,
-            application_name=self.application_name,
-        )
+        params = {**_LIVENESS, **self._connect_params}
+        conn = psycopg.connect(**params, autocommit=True, application_name=self.application_name)
         try:
             for channel in self._subscribers:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

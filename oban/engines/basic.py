@@ -25,7 +25,6 @@ looks at the table once and writes each column in the type it has.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -89,7 +88,7 @@ class JsonbArray(sa.TypeDecorator[list[Any]]):
 
 @dataclass(frozen=True)
 class TableShape:
-    """Which peer's column types an ``oban_jobs`` table has, and a Table that writes them."""
+    """Which peer's column types an ``oban_jobs`` table has; inserts and acks follow it."""
 
     errors_array: bool = False
     """``errors`` is ``jsonb[]`` (Elixir Oban) rather than ``jsonb``."""
@@ -102,27 +101,6 @@ class TableShape:
             errors_array=types.get("errors", "jsonb") == "jsonb[]",
             tags_json=types.get("tags", "text[]") == "jsonb",
         )
-
-    def table(self) -> sa.Table:
-        """``oban_jobs`` itself, or a copy whose errors/tags columns bind this shape's types."""
-        if not (self.errors_array or self.tags_json):
-            return oban_jobs
-        columns = []
-        for column in oban_jobs.c:
-            column_type: Any = column.type
-            if column.name == "errors" and self.errors_array:
-                column_type = JsonbArray()
-            elif column.name == "tags" and self.tags_json:
-                column_type = Json()
-            columns.append(
-                sa.Column(
-                    column.name,
-                    column_type,
-                    primary_key=column.primary_key,
-                    nullable=column.nullable,
-                )
-            )
-        return sa.Table("oban_jobs", sa.MetaData(), *columns)
 
 
 class Basic(SqlEngine):
@@ -147,9 +125,7 @@ class Basic(SqlEngine):
             )
         super().__init__(bind, prefix=check_prefix(prefix), owns_bind=owns_bind)
         self._shape: TableShape | None = None
-        self._table: sa.Table = oban_jobs
-        self._shape_lock = threading.Lock()
-        self._insert_statements: dict[int, sa.Insert] = {}
+        self._insert_statements: dict[TableShape, sa.Insert] = {}
 
     # -- the table's shape ----------------------------------------------------------
 
@@ -164,8 +140,7 @@ class Basic(SqlEngine):
         rows = self.execute(conn, _COLUMN_TYPES, {"schema": self.prefix}).mappings().all()
         shape = TableShape.from_types({str(row["attname"]): str(row["type_name"]) for row in rows})
         if rows:
-            with self._shape_lock:
-                self._shape, self._table = shape, shape.table()
+            self._shape = shape
         return shape
 
     # -- dialect hooks ----------------------------------------------------------------
@@ -193,9 +168,8 @@ class Basic(SqlEngine):
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         if not jobs:
             return []
-        self.shape(conn)
         rows = [self._insert_values(job, now) for job in jobs]
-        statement = self._insert_statement(self._table)
+        statement = self._insert_statement(self.shape(conn))
         with translate_errors():
             result = conn.execute(
                 statement, {"b_rows": _encode_rows(rows)}, execution_options=self._options
@@ -210,7 +184,7 @@ class Basic(SqlEngine):
         self.notify(conn, INSERT, [{"queue": queue} for queue in available])
         return inserted
 
-    def _insert_statement(self, table: sa.Table) -> sa.Insert:
+    def _insert_statement(self, shape: TableShape) -> sa.Insert:
         """``INSERT ... SELECT ... FROM jsonb_array_elements(:rows) ... RETURNING id``.
 
         The whole batch travels as one JSON document in one parameter, so any
@@ -219,7 +193,7 @@ class Basic(SqlEngine):
         per row (at most 65,535 per statement) and much client-side work.
         Only ids come back: every other value is the one we sent.
         """
-        cached = self._insert_statements.get(id(table))
+        cached = self._insert_statements.get(shape)
         if cached is not None:
             return cached
         rows = (
@@ -227,7 +201,7 @@ class Basic(SqlEngine):
             .table_valued(sa.column("doc", postgresql.JSONB()), with_ordinality="ord")
             .render_derived(name="rows")
         )
-        doc, shape = rows.c.doc, self._shape or TableShape()
+        doc = rows.c.doc
 
         def text(name: str) -> ColumnElement[str]:
             field: ColumnElement[str] = doc[name].astext
@@ -249,8 +223,8 @@ class Basic(SqlEngine):
             "scheduled_at": sa.cast(text("scheduled_at"), sa.DateTime()),
         }
         select = sa.select(*values.values()).select_from(rows).order_by(rows.c.ord)
-        statement = sa.insert(table).from_select(list(values), select).returning(table.c.id)
-        self._insert_statements[id(table)] = statement
+        statement = sa.insert(oban_jobs).from_select(list(values), select).returning(oban_jobs.c.id)
+        self._insert_statements[shape] = statement
         return statement
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:

@@ -52,6 +52,13 @@ def error_entry(attempt: int, at: datetime, error: BaseException | str) -> dict[
     return {"attempt": attempt, "at": iso(at), "error": format_error(error)}
 
 
+def _count(value: object) -> int:
+    """A counter kept in meta; anything but a non-negative integer counts as 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0
+
+
 def _failure(job: Job, error: BaseException | str, now: datetime, backoff: Backoff) -> Ack:
     entry = error_entry(job.attempt, now, error)
     if job.attempt >= job.max_attempts:
@@ -87,14 +94,15 @@ def outcome(job: Job, result: object, *, now: datetime, backoff: Backoff) -> Ack
         try:
             check_snooze(result.seconds)
         except JobValidationError as exc:
-            return _failure(job, exc, now, backoff)
+            invalid = JobValidationError(f"process() of {job.worker} returned {result!r}: {exc}")
+            return _failure(job, invalid, now, backoff)
         return Ack(
             job_id,
             job.attempt,
             JobState.SCHEDULED,
             now,
             scheduled_at=_later(now, result.seconds),
-            meta={"snoozed": int(job.meta.get("snoozed", 0)) + 1},
+            meta={"snoozed": _count(job.meta.get("snoozed")) + 1},
             snoozed=True,
         )
     if isinstance(result, Record):

@@ -12,7 +12,8 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -52,11 +53,13 @@ def _backoff_for(instance: object | None) -> Callable[[Job], int]:
                 if (
                     isinstance(seconds, (int, float))
                     and not isinstance(seconds, bool)
+                    and math.isfinite(seconds)
                     and seconds >= 0
                 ):
                     return math.ceil(seconds)
                 logger.error(
-                    "backoff() of %s returned %r, not seconds >= 0; using the default",
+                    "backoff() of %s returned %r, not a finite number of seconds >= 0; "
+                    "using the default",
                     job.worker,
                     seconds,
                 )
@@ -71,9 +74,38 @@ def timeout_for(instance: object, job: Job) -> float | None:
     value = custom(job) if callable(custom) else worker_spec(type(instance)).timeout
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"timeout() must return seconds > 0 or None, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"timeout() of {job.worker} must return a finite number of seconds > 0 "
+            f"or None, got {value!r}"
+        )
     return float(value)
+
+
+def _timed_out(job: Job, limit: float, *, in_thread: bool) -> JobTimeoutError:
+    if job._cancellation is not None:
+        job._cancellation.set()  # a cooperative def process sees job.cancelled() and stops
+    message = f"{job.worker} timed out after {limit:g}s"
+    if in_thread:
+        message += (
+            " (its def process runs in a thread, which cannot be killed: it may still "
+            "be running, and whatever it returns is ignored)"
+        )
+    return JobTimeoutError(message)
+
+
+def _decide(job: Job, result: object, now: datetime, instance: object | None) -> Ack:
+    """``outcome()``, made total: whatever goes wrong, the attempt still gets an ack."""
+    try:
+        return outcome(job, result, now=now, backoff=_backoff_for(instance))
+    except Exception as exc:  # a bad result fails the job, never the queue
+        logger.exception("recording the result of %s (job %s) failed", job.worker, job.id)
+        return outcome(job, exc, now=now, backoff=_backoff_for(None))
 
 
 def _start(job: Job) -> object:
@@ -81,60 +113,129 @@ def _start(job: Job) -> object:
     return resolve_worker(job.worker)()
 
 
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock) -> Ack:
-    """Run one attempt of ``job`` in the current event loop and return its ack."""
+    """Run one attempt of ``job`` in the current event loop and return its ack.
+
+    At its time limit an ``async def`` job is cancelled. A ``def`` job's thread
+    cannot be killed: the attempt is recorded as failed at the deadline,
+    ``job.cancelled()`` becomes true so a cooperative job can stop, and
+    whatever the thread returns later is ignored.
+    """
     instance: object | None = None
     result: object = None
+    limit: float | None = None
+    scope: anyio.CancelScope | None = None
+    in_thread = False
     try:
         instance = _start(job)
         limit = timeout_for(instance, job)
         process: Callable[[Job], Any] = instance.process  # type: ignore[attr-defined]
+        in_thread = not inspect.iscoroutinefunction(process)
         with anyio.move_on_after(limit) as scope:
-            if inspect.iscoroutinefunction(process):
-                result = await process(job)
-            else:
-                # A thread cannot be killed: at the deadline the attempt is
-                # recorded as failed and the thread's late result is ignored.
+            if in_thread:
                 result = await anyio.to_thread.run_sync(
                     process, job, limiter=limiter, abandon_on_cancel=True
                 )
-        if scope.cancelled_caught:
-            result = JobTimeoutError(f"{job.worker} timed out after {limit:g}s")
-            job._cancellation.set()  # type: ignore[union-attr]
+                if inspect.isawaitable(result):
+                    # An async process that does not look like one (a wrapper): run it here.
+                    in_thread = False
+                    result = await result
+            else:
+                result = await process(job)
     except Exception as exc:
         result = exc
-    return outcome(job, result, now=clock(), backoff=_backoff_for(instance))
+    if limit is not None and scope is not None and scope.cancel_called:
+        # Past the deadline, even if the job swallowed the cancellation and returned.
+        result = _timed_out(job, limit, in_thread=in_thread)
+    return _decide(job, result, clock(), instance)
 
 
-def _run_coroutine(func: Callable[[], Any]) -> Any:
-    """Run an ``async def`` from synchronous code, wherever that code runs."""
+async def _guarded(func: Callable[[], Awaitable[Any]], limit: float | None) -> tuple[bool, Any]:
+    """Await ``func()`` within ``limit``; (True, value) or (False, exception or None on timeout).
+
+    Exceptions come back as values, so the caller can tell an error of the job
+    from an error of the hop to the event loop (and never runs a job twice).
+    """
     try:
-        return anyio.from_thread.run(func)
+        with anyio.move_on_after(limit) as scope:
+            value = await func()
+    except Exception as exc:
+        if not scope.cancel_called:
+            return False, exc
+    if scope.cancel_called:
+        return False, None
+    return True, value
+
+
+def _run_coroutine(func: Callable[[], Awaitable[Any]], limit: float | None) -> tuple[bool, Any]:
+    """Run an async callable from synchronous code, wherever that code runs."""
+    try:
+        return anyio.from_thread.run(_guarded, func, limit)
     except RuntimeError:
         pass  # not in an anyio worker thread: there is no loop to go back to
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
-        return anyio.run(func)
+        return anyio.run(_guarded, func, limit)
     raise EngineError(
         "cannot run an async worker from sync enqueue() inside a running event "
         "loop; use `await oban.enqueue_async(...)` there"
     )
 
 
+def _call_blocking(process: Callable[[Job], Any], job: Job, limit: float | None) -> object:
+    """Call ``process`` in this thread; past ``limit`` the attempt is a timeout."""
+    if inspect.iscoroutinefunction(process):
+        done, value = _run_coroutine(lambda: process(job), limit)
+        if done:
+            return value
+        return value if value is not None else _timed_out(job, limit or 0, in_thread=False)
+    cancellation = job._cancellation
+    timer = None
+    if limit is not None and cancellation is not None:
+        # The caller's thread is busy with the job: a timer tells it to stop.
+        timer = threading.Timer(limit, cancellation.set)
+        timer.daemon = True
+        timer.start()
+    started = time.monotonic()
+    try:
+        result: object = process(job)
+    except Exception as exc:
+        result = exc
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if limit is not None and time.monotonic() - started >= limit:
+        return _timed_out(job, limit, in_thread=True)
+    if inspect.isawaitable(result):
+        done, value = _run_coroutine(lambda: _awaited(result), limit)
+        if done:
+            return value
+        return value if value is not None else _timed_out(job, limit or 0, in_thread=False)
+    return result
+
+
 def execute_blocking(job: Job, *, clock: Clock) -> Ack:
-    """Run one attempt of ``job`` in the calling thread and return its ack."""
+    """Run one attempt of ``job`` in the calling thread and return its ack.
+
+    For the Inline engine. Timeouts apply: an ``async def`` job is cancelled at
+    the deadline; a ``def`` job cannot be interrupted, so ``job.cancelled()``
+    becomes true at the deadline and, if it returns later, the attempt is
+    recorded as timed out and its result ignored.
+    """
     instance: object | None = None
     result: object
     try:
         instance = _start(job)
+        limit = timeout_for(instance, job)
         process: Callable[[Job], Any] = instance.process  # type: ignore[attr-defined]
-        if inspect.iscoroutinefunction(process):
-            result = _run_coroutine(lambda: process(job))
-        else:
-            result = process(job)
+        result = _call_blocking(process, job, limit)
     except EngineError:
         raise
     except Exception as exc:
         result = exc
-    return outcome(job, result, now=clock(), backoff=_backoff_for(instance))
+    return _decide(job, result, clock(), instance)

@@ -12,7 +12,7 @@ ask for a capability, never for an engine by name.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +20,10 @@ from typing import Any, ClassVar, Protocol
 
 from sqlalchemy.engine import Connection
 
+from ..errors import JobValidationError
 from ..job import Job, JobState
 
-__all__ = ["Ack", "Capability", "Engine"]
+__all__ = ["Ack", "Capability", "Changed", "Engine", "JobFilter"]
 
 
 class Capability(str, enum.Enum):
@@ -78,6 +79,129 @@ class Ack:
         return job
 
 
+CANCELLABLE = (
+    JobState.AVAILABLE,
+    JobState.SCHEDULED,
+    JobState.RETRYABLE,
+    JobState.EXECUTING,
+    JobState.SUSPENDED,
+)
+"""States ``cancel_jobs`` moves to ``cancelled``: every state that is not final."""
+
+NOT_RETRYABLE = (JobState.AVAILABLE, JobState.EXECUTING)
+"""States ``retry_jobs`` leaves alone: the job is about to run, or running."""
+
+
+def _one_or_many(value: object) -> list[object]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+def _worker_name(value: object) -> str:
+    if isinstance(value, str):
+        if not value.strip():
+            raise JobValidationError("worker filter names must not be blank")
+        return value
+    # A @worker class or a @job function: both carry their spec (duck-typed, so
+    # the engines never import the worker registry).
+    name = getattr(getattr(value, "__oban_worker__", None), "name", None)
+    if isinstance(name, str):
+        return name
+    raise JobValidationError(
+        "worker filter takes a worker class, a @job function or a worker name, "
+        f"got {type(value).__name__}: {value!r}"
+    )
+
+
+def _state(value: object) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        states = ", ".join(state.value for state in JobState)
+        raise JobValidationError(f"state filter must be one of {states}; got {value!r}") from None
+
+
+def _queue(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise JobValidationError(f"queue filter names must be non-blank strings, got {value!r}")
+    return value
+
+
+def _job_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobValidationError(f"job ids must be ints, got {type(value).__name__}: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a management call or a query is about.
+
+    Every field that is set narrows the selection (they AND together);
+    ``None`` means "any". An empty tuple matches nothing: ``ids=[]`` from an
+    empty selection in a UI must never turn into "every job".
+    """
+
+    queues: tuple[str, ...] | None = None
+    workers: tuple[str, ...] | None = None
+    states: tuple[JobState, ...] | None = None
+    ids: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        queue: object = None,
+        worker: object = None,
+        state: object = None,
+        ids: object = None,
+    ) -> JobFilter:
+        """Validate what a caller passed: one value or a list for queue, worker
+        and state; a list of ints for ids. Raises :class:`~oban.JobValidationError`.
+        """
+        if ids is not None and (isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable)):
+            raise JobValidationError(
+                f"ids must be a list of job ids (ints), got {type(ids).__name__}: {ids!r}"
+            )
+        return cls(
+            queues=None
+            if queue is None
+            else tuple(dict.fromkeys(_queue(q) for q in _one_or_many(queue))),
+            workers=None
+            if worker is None
+            else tuple(dict.fromkeys(_worker_name(w) for w in _one_or_many(worker))),
+            states=None
+            if state is None
+            else tuple(dict.fromkeys(_state(s) for s in _one_or_many(state))),
+            ids=None if ids is None else tuple(dict.fromkeys(_job_id(i) for i in ids)),
+        )
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when an empty list makes the selection empty (no query needed)."""
+        return () in (self.queues, self.workers, self.states, self.ids)
+
+    def only(self, states: Iterable[JobState]) -> tuple[JobState, ...]:
+        """The filter's states within ``states`` (all of ``states`` when unfiltered)."""
+        allowed = tuple(states)
+        if self.states is None:
+            return allowed
+        return tuple(state for state in self.states if state in allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """What a management call changed, and what the runtime must hear of it."""
+
+    count: int = 0
+    """How many jobs were cancelled, retried or deleted."""
+    executing: tuple[int, ...] = ()
+    """Ids of jobs that were ``executing`` when cancelled: the nodes running them stop them."""
+    queues: tuple[str, ...] = ()
+    """Queues that got available jobs (retry): their producers fetch at once."""
+
+
 class Engine(Protocol):
     """Storage for jobs. Every method runs inside the caller's transaction."""
 
@@ -112,6 +236,38 @@ class Engine(Protocol):
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         """One job by id, or None."""
+        ...
+
+    def list_jobs(
+        self, conn: Connection, where: JobFilter, limit: int, before: int | None
+    ) -> list[Job]:
+        """Up to ``limit`` jobs matching ``where``, newest (highest id) first,
+        only ids below ``before`` when it is given (keyset pagination)."""
+        ...
+
+    def cancel_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        """Cancel matching jobs that are not final yet (``cancelled_at = now``).
+
+        Reports the ids of those that were ``executing``, so the nodes running
+        them can be told; on PostgreSQL the engine also NOTIFYs them.
+        """
+        ...
+
+    def retry_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        """Make matching jobs that are neither available nor executing available now.
+
+        ``max_attempts`` is raised to at least ``attempt + 1`` so the retry
+        can run; ``completed_at``, ``discarded_at`` and ``cancelled_at`` are cleared.
+        """
+        ...
+
+    def delete_jobs(self, conn: Connection, where: JobFilter) -> Changed:
+        """Delete matching jobs, except executing ones (their ack would find no row)."""
+        ...
+
+    def cancelled_ids(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
+        """Which of ``job_ids`` are ``cancelled`` now: the runtime's check on the
+        jobs it runs, for cancels it was not told of (other processes, lost notices)."""
         ...
 
     def close(self) -> None:

@@ -38,9 +38,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import ConfigError
 from ..job import Job, JobState
-from ..runtime.notifier import INSERT, Notifier, channel_name, encode
+from ..runtime.notifier import INSERT, SIGNAL, Notifier, channel_name, encode, pkill
 from ..schema import JOB_STATE, Json, oban_jobs
-from .base import Ack, Capability
+from .base import CANCELLABLE, Ack, Capability, Changed, JobFilter
 from .sql import SqlEngine, translate_errors
 
 __all__ = ["Basic", "TableShape"]
@@ -265,6 +265,45 @@ class Basic(SqlEngine):
         return Notifier(
             self.connect_params(), prefix=self.prefix, application_name=application_name
         )
+
+    # -- job management -----------------------------------------------------------------
+
+    def _id_in(self, ids: Sequence[int]) -> ColumnElement[bool]:
+        # ``id = ANY(:ids)``: one array parameter for any number of ids.
+        listed = sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.BigInteger()))
+        return oban_jobs.c.id == sa.any_(listed)
+
+    def cancel_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        """One ``UPDATE ... FROM (SELECT id, state ... FOR UPDATE)``: the rows are
+        locked as they are read, so each one's state before the cancel is exact
+        even while other nodes fetch; executing ones get a ``pkill`` signal,
+        sent when this transaction commits (never if it rolls back)."""
+        states = where.only(CANCELLABLE)
+        if where.matches_nothing or not states:
+            return Changed()
+        target = (
+            sa.select(oban_jobs.c.id, oban_jobs.c.state)
+            .where(*self._where(where), oban_jobs.c.state.in_(states))
+            .with_for_update()
+            .subquery("target")
+        )
+        statement = (
+            sa.update(oban_jobs)
+            .where(oban_jobs.c.id == target.c.id)
+            .values(state=JobState.CANCELLED, cancelled_at=now)
+            .returning(oban_jobs.c.id, target.c.state)
+        )
+        rows = self.execute(conn, statement).mappings().all()
+        executing = tuple(
+            sorted(int(row["id"]) for row in rows if row["state"] is JobState.EXECUTING)
+        )
+        self.notify(conn, SIGNAL, [pkill(job_id) for job_id in executing])
+        return Changed(count=len(rows), executing=executing)
+
+    def retry_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        changed = super().retry_jobs(conn, where, now)
+        self.notify(conn, INSERT, [{"queue": queue} for queue in changed.queues])
+        return changed
 
 
 def _queues(jobs: Iterable[Job]) -> list[str]:

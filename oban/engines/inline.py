@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from ..errors import EngineError
 from ..job import Job, JobState
 from ..runtime.executor import execute_blocking
-from .base import Ack, Capability
+from .base import Ack, Capability, Changed, JobFilter
 
 __all__ = ["Inline"]
 
@@ -94,6 +94,27 @@ class Inline:
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         return None
+
+    # Nothing is stored, so there is nothing to find, cancel, retry or delete:
+    # management calls answer "none" rather than fail, so code under test that
+    # manages jobs runs unchanged with testing="inline".
+
+    def list_jobs(
+        self, conn: Connection, where: JobFilter, limit: int, before: int | None
+    ) -> list[Job]:
+        return []
+
+    def cancel_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        return Changed()
+
+    def retry_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        return Changed()
+
+    def delete_jobs(self, conn: Connection, where: JobFilter) -> Changed:
+        return Changed()
+
+    def cancelled_ids(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
+        return []
 
     def close(self) -> None:
         return None

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import DatabaseError, SchemaError
 from ..job import Job, JobState
 from ..schema import Json, oban_jobs
-from .base import Ack, Capability
+from .base import CANCELLABLE, NOT_RETRYABLE, Ack, Capability, Changed, JobFilter
 
 __all__ = ["SqlEngine", "translate_errors"]
 
@@ -220,3 +220,92 @@ class SqlEngine:
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         row = self.execute(conn, sa.select(oban_jobs).where(c.id == job_id)).mappings().first()
         return None if row is None else Job.from_row(dict(row))
+
+    # -- job management and queries ------------------------------------------------------
+
+    def _id_in(self, ids: Sequence[int]) -> ColumnElement[bool]:
+        """``id IN (...)``; dialects pass the ids as one parameter instead, so a
+        list of any length stays under the driver's limit on parameters."""
+        return c.id.in_(list(ids))
+
+    def _where(self, where: JobFilter) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if where.ids is not None:
+            conditions.append(self._id_in(where.ids))
+        if where.queues is not None:
+            conditions.append(c.queue.in_(where.queues))
+        if where.workers is not None:
+            conditions.append(c.worker.in_(where.workers))
+        if where.states is not None:
+            conditions.append(c.state.in_(where.states))
+        return conditions
+
+    def list_jobs(
+        self, conn: Connection, where: JobFilter, limit: int, before: int | None
+    ) -> list[Job]:
+        if where.matches_nothing:
+            return []
+        statement = sa.select(oban_jobs).where(*self._where(where))
+        if before is not None:
+            statement = statement.where(c.id < before)
+        statement = statement.order_by(c.id.desc()).limit(limit)
+        return [Job.from_row(dict(row)) for row in self.execute(conn, statement).mappings()]
+
+    def cancel_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        states = where.only(CANCELLABLE)
+        if where.matches_nothing or not states:
+            return Changed()
+        conditions = self._where(where)
+        # Two statements are exact only where writers are serialised (SQLite's
+        # BEGIN IMMEDIATE); Basic overrides this with a single statement.
+        executing: tuple[int, ...] = ()
+        if JobState.EXECUTING in states:
+            found = sa.select(c.id).where(*conditions, c.state == JobState.EXECUTING)
+            executing = tuple(int(job_id) for job_id in self.execute(conn, found).scalars())
+        statement = (
+            sa.update(oban_jobs)
+            .where(*conditions, c.state.in_(states))
+            .values(state=JobState.CANCELLED, cancelled_at=now)
+        )
+        count = self.execute(conn, statement).rowcount
+        return Changed(count=count, executing=executing)
+
+    def _retry_values(self, now: datetime) -> dict[str, Any]:
+        return {
+            "state": JobState.AVAILABLE,
+            # GREATEST(max_attempts, attempt + 1), in a form both dialects know:
+            # a job that used up its attempts gets one more, as Elixir Oban does.
+            "max_attempts": sa.case(
+                (c.max_attempts > c.attempt, c.max_attempts), else_=c.attempt + 1
+            ),
+            "scheduled_at": now,
+            "completed_at": None,
+            "discarded_at": None,
+            "cancelled_at": None,
+        }
+
+    def retry_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
+        states = where.only(state for state in JobState if state not in NOT_RETRYABLE)
+        if where.matches_nothing or not states:
+            return Changed()
+        conditions = [*self._where(where), c.state.in_(states)]
+        # The queues first (a small DISTINCT), so a retry of a million jobs does
+        # not bring a million rows back just to learn which producers to wake.
+        queues = sa.select(c.queue).where(*conditions).distinct()
+        woken = tuple(sorted(self.execute(conn, queues).scalars()))
+        statement = sa.update(oban_jobs).where(*conditions).values(self._retry_values(now))
+        count = self.execute(conn, statement).rowcount
+        return Changed(count=count, queues=woken if count else ())
+
+    def delete_jobs(self, conn: Connection, where: JobFilter) -> Changed:
+        states = where.only(state for state in JobState if state is not JobState.EXECUTING)
+        if where.matches_nothing or not states:
+            return Changed()
+        statement = sa.delete(oban_jobs).where(*self._where(where), c.state.in_(states))
+        return Changed(count=self.execute(conn, statement).rowcount)
+
+    def cancelled_ids(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
+        if not job_ids:
+            return []
+        statement = sa.select(c.id).where(self._id_in(job_ids), c.state == JobState.CANCELLED)
+        return [int(job_id) for job_id in self.execute(conn, statement).scalars()]

@@ -1,4 +1,4 @@
-"""LISTEN/NOTIFY on PostgreSQL: inserts (and later signals) reach every node at once.
+"""LISTEN/NOTIFY on PostgreSQL: inserts and signals reach every node at once.
 
 Without it a producer only learns of new jobs at its next poll. The notifier
 holds one dedicated psycopg connection (never one of the SQLAlchemy pool's: a
@@ -13,9 +13,11 @@ other when they share a database:
   ``oban_jobs`` (``"public"`` when none is set): ``public.oban_insert``,
   ``public.oban_signal``, ``myschema.oban_insert``;
 * payload: a JSON object as text. Inserts send ``{"queue": "mailers"}``.
-  Signals (pause/resume/scale/cancel, a later feature) ride ``oban_signal``
-  with ``{"action": ..., "queue": ..., ...}`` as Elixir Oban does. Peers may
-  send base64-encoded gzip of the JSON instead; :func:`decode` reads both.
+  Signals ride ``oban_signal`` with ``{"action": ..., ...}`` as Elixir Oban
+  does: cancelling an executing job sends ``{"action": "pkill", "job_id": 42}``
+  in the cancelling transaction (see :func:`pkill`); pause/resume/scale are a
+  later feature. Peers may send base64-encoded gzip of the JSON instead;
+  :func:`decode` reads both.
 
 When the connection drops (server restart, ``pg_terminate_backend``, network)
 the notifier logs it, backs off with jitter and reconnects; meanwhile the
@@ -51,6 +53,8 @@ __all__ = [
     "decode",
     "encode",
     "notifier_for",
+    "pkill",
+    "pkill_job_id",
 ]
 
 logger = logging.getLogger("oban.notifier")
@@ -71,6 +75,28 @@ _LIVENESS: dict[str, Any] = {
 
 INSERT = "insert"
 SIGNAL = "signal"
+
+PKILL = "pkill"
+"""The signal action that stops an executing job wherever it runs (Elixir Oban's name)."""
+
+
+def pkill(job_id: int) -> dict[str, Any]:
+    """The ``oban_signal`` payload that stops job ``job_id`` on the node running it.
+
+    The same object Elixir Oban sends after cancelling an executing job, so
+    a cancel from any of the peers reaches the others' nodes as well.
+    """
+    return {"action": PKILL, "job_id": job_id}
+
+
+def pkill_job_id(payload: Mapping[str, Any]) -> int | None:
+    """The job id of a ``pkill`` signal; None for any other (or malformed) payload."""
+    if payload.get("action") != PKILL:
+        return None
+    job_id = payload.get("job_id")
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        return None
+    return job_id
 
 
 def channel_name(prefix: str | None, name: str) -> str:

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 from typing_extensions import TypeVarTuple, Unpack
 
 from .engines import create_bind, engine_for
-from .engines.base import Capability, Engine
+from .engines.base import Capability, Changed, Engine, JobFilter
 from .engines.inline import Inline
-from .errors import ConfigError, InstanceNotFoundError, NotRunningError
-from .job import Job, utc_now
+from .errors import ConfigError, InstanceNotFoundError, JobValidationError, NotRunningError
+from .job import Job, JobState, utc_now
 from .runtime.database import Database
 from .runtime.runtime import Runtime, RuntimeConfig
 
@@ -46,9 +46,13 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 SyncConn: TypeAlias = "Connection | Session"
+WorkerRef: TypeAlias = "type | Callable[..., Any] | str"
+"""A worker in a filter: its class, its ``@job`` function, or its stored name."""
 AnyConn: TypeAlias = "Connection | Session | AsyncConnection | AsyncSession"
 
 TESTING_MODES = ("inline", "manual")
+MAX_PAGE = 1_000
+"""The most jobs one ``list_jobs`` call returns."""
 BACKENDS = ("asyncio", "trio")
 
 
@@ -95,6 +99,9 @@ class Oban:
         poll_interval: seconds between fetches when nothing signals new jobs.
         stage_interval: seconds between moves of due scheduled jobs to available.
         shutdown_grace: seconds ``stop()`` lets running jobs finish.
+        cancel_check_interval: seconds between checks whether jobs running
+            here were cancelled by another process (SQLite) or while a
+            notification was lost (PostgreSQL).
         backend: event loop for ``start()``'s background thread, ``"asyncio"``
             or ``"trio"`` (``async with`` uses the caller's loop).
         clock: returns the current aware UTC time (injected in tests).
@@ -124,6 +131,7 @@ class Oban:
         poll_interval: float = 1.0,
         stage_interval: float = 1.0,
         shutdown_grace: float = 15.0,
+        cancel_check_interval: float = 1.0,
         backend: Literal["asyncio", "trio"] = "asyncio",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -147,6 +155,7 @@ class Oban:
             poll_interval=_check_seconds("poll_interval", poll_interval),
             stage_interval=_check_seconds("stage_interval", stage_interval),
             shutdown_grace=_check_seconds("shutdown_grace", shutdown_grace, allow_zero=True),
+            cancel_check_interval=_check_seconds("cancel_check_interval", cancel_check_interval),
         )
         self.bind = self._make_bind(bind, engine, testing)
         if engine is None:
@@ -399,3 +408,251 @@ class Oban:
     def close(self) -> None:
         """Release the database pool Oban created (not a pool you passed in)."""
         self.engine.close()
+
+    # -- managing jobs ------------------------------------------------------------------
+    #
+    # Each operation is one engine call in one transaction (the caller's with
+    # ``conn=``). Filters: ``queue``, ``worker`` and ``state`` take one value or
+    # a list, ``ids`` a list; the filters given AND together; none at all
+    # selects EVERY job, as a bare queryable does in Elixir Oban.
+
+    def _cancel(self, conn: Connection, where: JobFilter) -> Changed:
+        return self.engine.cancel_jobs(conn, where, self.clock())
+
+    def _retry(self, conn: Connection, where: JobFilter) -> Changed:
+        return self.engine.retry_jobs(conn, where, self.clock())
+
+    def _delete(self, conn: Connection, where: JobFilter) -> Changed:
+        return self.engine.delete_jobs(conn, where)
+
+    def _list(
+        self, conn: Connection, where: JobFilter, limit: int, before: int | None
+    ) -> list[Job]:
+        return self.engine.list_jobs(conn, where, limit, before)
+
+    @staticmethod
+    def _one(job_id: object) -> JobFilter:
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise JobValidationError(
+                f"job id must be an int, got {type(job_id).__name__}: {job_id!r}"
+            )
+        return JobFilter(ids=(job_id,))
+
+    def _changed(self, changed: Changed, *, own_transaction: bool) -> int:
+        """Tell this node's runtime what a management call did; return the count.
+
+        A cancel Oban committed itself is acted on at once. One in the
+        caller's transaction is not committed yet (and may roll back): the
+        runtime asks the database instead, which answers once it commits.
+        Other nodes hear of it through NOTIFY (PostgreSQL) or their own check.
+        """
+        runtime = self._runtime
+        if runtime is not None:
+            if changed.executing:
+                if own_transaction:
+                    runtime.notify_cancel(changed.executing)
+                else:
+                    runtime.check_cancelled_soon()
+            if changed.queues:
+                runtime.notify_insert(changed.queues)
+        return changed.count
+
+    def _own(self, conn: object) -> bool:
+        return conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities
+
+    def cancel_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
+        """Cancel one job; True if it existed and was not final yet.
+
+        A job executing on any node is stopped there: an ``async def`` job at
+        once, while ``job.cancelled()`` becomes true for ``def`` and ``async
+        def`` jobs alike so that a thread can stop at a safe point. A missing
+        id, or a job already completed, discarded or cancelled, gives False.
+        """
+        changed = self._call(conn, self._cancel, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    def cancel_many(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: SyncConn | None = None,
+    ) -> int:
+        """Cancel every matching job that is not final yet; returns how many.
+
+        **With no filter at all this cancels EVERY job** in the table (as
+        Elixir Oban does for a bare query). ``worker`` takes a worker class,
+        a ``@job`` function or a worker name (or a list of them). Executing
+        jobs are stopped where they run, as with :meth:`cancel_job`.
+        """
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        return self._changed(self._call(conn, self._cancel, where), own_transaction=self._own(conn))
+
+    def retry_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
+        """Make one job available to run now; True if it existed and was not
+        already available or executing.
+
+        A completed, discarded, cancelled, retryable or scheduled job becomes
+        ``available`` with ``scheduled_at`` now, and ``max_attempts`` is raised
+        to at least ``attempt + 1`` so even a job that used up its attempts
+        runs once more. A missing id gives False.
+        """
+        changed = self._call(conn, self._retry, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    def retry_many(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: SyncConn | None = None,
+    ) -> int:
+        """Retry every matching job that is not available or executing; returns how many.
+
+        **With no filter at all this retries EVERY job** in the table,
+        completed ones included: pass ``state=`` (e.g. ``["discarded",
+        "cancelled"]``) to retry only failures. Filters as in :meth:`cancel_many`.
+        """
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        return self._changed(self._call(conn, self._retry, where), own_transaction=self._own(conn))
+
+    def delete_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
+        """Delete one job; True if it existed and was not executing.
+
+        An executing job is never deleted (its node will write its outcome):
+        cancel it first. A missing id gives False.
+        """
+        changed = self._call(conn, self._delete, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    def delete_many(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: SyncConn | None = None,
+    ) -> int:
+        """Delete every matching job that is not executing; returns how many.
+
+        **With no filter at all this deletes EVERY job** in the table that is
+        not executing. Filters as in :meth:`cancel_many`.
+        """
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        return self._changed(self._call(conn, self._delete, where), own_transaction=self._own(conn))
+
+    async def cancel_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
+        """Async twin of :meth:`cancel_job`."""
+        changed = await self._call_async(conn, self._cancel, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    async def cancel_many_async(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: AnyConn | None = None,
+    ) -> int:
+        """Async twin of :meth:`cancel_many` (**no filter: every job**)."""
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        changed = await self._call_async(conn, self._cancel, where)
+        return self._changed(changed, own_transaction=self._own(conn))
+
+    async def retry_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
+        """Async twin of :meth:`retry_job`."""
+        changed = await self._call_async(conn, self._retry, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    async def retry_many_async(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: AnyConn | None = None,
+    ) -> int:
+        """Async twin of :meth:`retry_many` (**no filter: every job**)."""
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        changed = await self._call_async(conn, self._retry, where)
+        return self._changed(changed, own_transaction=self._own(conn))
+
+    async def delete_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
+        """Async twin of :meth:`delete_job`."""
+        changed = await self._call_async(conn, self._delete, self._one(job_id))
+        return self._changed(changed, own_transaction=self._own(conn)) == 1
+
+    async def delete_many_async(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        conn: AnyConn | None = None,
+    ) -> int:
+        """Async twin of :meth:`delete_many` (**no filter: every job**)."""
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        changed = await self._call_async(conn, self._delete, where)
+        return self._changed(changed, own_transaction=self._own(conn))
+
+    # -- querying jobs ------------------------------------------------------------------
+
+    @staticmethod
+    def _page(limit: object, before: object) -> tuple[int, int | None]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise JobValidationError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
+            raise JobValidationError(f"before must be a job id (int) or None, got {before!r}")
+        return limit, before
+
+    def list_jobs(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        conn: SyncConn | None = None,
+    ) -> list[Job]:
+        """Jobs matching the filters, newest (highest id) first, at most ``limit`` (1-1000).
+
+        Pages by id: pass the id of the last job of one page as ``before`` to
+        get the next page; an empty list means there is no more. Unlike
+        offsets, pages stay right while jobs are inserted or deleted.
+        Filters as in :meth:`cancel_many`; none lists all jobs.
+
+        Example:
+            >>> page = oban.list_jobs(state="discarded", limit=100)
+            >>> while page:
+            ...     show(page)
+            ...     page = oban.list_jobs(state="discarded", limit=100, before=page[-1].id)
+        """
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        page, cursor = self._page(limit, before)
+        return self._call(conn, self._list, where, page, cursor)
+
+    async def list_jobs_async(
+        self,
+        *,
+        queue: str | Iterable[str] | None = None,
+        worker: WorkerRef | Iterable[WorkerRef] | None = None,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        ids: Iterable[int] | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        conn: AnyConn | None = None,
+    ) -> list[Job]:
+        """Async twin of :meth:`list_jobs`."""
+        where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
+        page, cursor = self._page(limit, before)
+        return await self._call_async(conn, self._list, where, page, cursor)

@@ -9,6 +9,7 @@ them back as available, and flushes every pending ack before returning.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import random
 import threading
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -25,9 +27,10 @@ from anyio.abc import TaskStatus
 from ..engines.base import Ack, Engine
 from ..job import Job, JobState
 from ..outcomes import error_entry
+from ..worker import resolve_worker
 from .database import Database
 from .executor import execute
-from .notifier import INSERT, notifier_for
+from .notifier import INSERT, SIGNAL, notifier_for, pkill_job_id
 
 __all__ = ["Runtime", "RuntimeConfig"]
 
@@ -49,6 +52,9 @@ class RuntimeConfig:
     ack_delay: float = 0.005
     db_threads: int = 4
     error_backoff: tuple[float, float] = (0.1, 5.0)
+    cancel_check_interval: float = 1.0
+    """Seconds between checks whether jobs running here were cancelled elsewhere
+    (another process on the SQLite file, a lost notification)."""
 
 
 def _error_pause(failures: int, bounds: tuple[float, float]) -> float:
@@ -119,6 +125,8 @@ class Producer:
         self.uuid = str(uuid.uuid4())
         self.running: dict[int, Job] = {}
         self.scopes: dict[int, anyio.CancelScope] = {}
+        self.killed: set[int] = set()
+        """Running jobs cancelled while executing: their row is already ``cancelled``."""
         self.threads = anyio.CapacityLimiter(limit)
         self._wakeup = anyio.Event()
         self._maybe_more = True
@@ -141,6 +149,26 @@ class Producer:
         self._cancelling = True
         for scope in self.scopes.values():
             scope.cancel()
+
+    def kill(self, job_id: int) -> bool:
+        """Stop a running job that was cancelled; False if it is not running here.
+
+        ``job.cancelled()`` becomes true for any job; an ``async def`` job is
+        also cancelled at once. A ``def`` job's thread cannot be interrupted:
+        it keeps its slot until ``process`` returns, which a cooperative
+        worker does at its next check of ``job.cancelled()``.
+        """
+        job = self.running.get(job_id)
+        if job is None or job_id in self.killed:
+            return False
+        self.killed.add(job_id)
+        if job._cancellation is not None:
+            job._cancellation.set()
+        scope = self.scopes.get(job_id)
+        # Not started yet (no scope): _execute sees `killed` and never starts it.
+        if scope is not None and (job._cancellation is None or _runs_on_loop(job)):
+            scope.cancel()
+        return True
 
     async def wait_drained(self) -> None:
         if self.running:
@@ -185,17 +213,26 @@ class Producer:
     async def _execute(self, job: Job) -> None:
         runtime = self.runtime
         job_id = job.id or 0
+        ack: Ack | None = None
         with anyio.CancelScope() as scope:
             self.scopes[job_id] = scope
-            if self._cancelling:
+            if self._cancelling or job_id in self.killed:
                 scope.cancel()
                 await anyio.lowlevel.checkpoint()  # never starts the job
             ack = await execute(job, limiter=self.threads, clock=runtime.clock)
-        if scope.cancelled_caught:
+        if job_id in self.killed:
+            # Cancelled while executing: the row is already `cancelled`, so this
+            # ack (applied only while the row still executes this attempt)
+            # changes nothing, and must never put the job back as available.
+            now = runtime.clock()
+            entry = error_entry(job.attempt, now, "cancelled while executing")
+            ack = Ack(job_id, job.attempt, JobState.CANCELLED, now, error=entry)
+        elif scope.cancelled_caught or ack is None:
             # Stopped by shutdown: back to available, the attempt not counted.
             now = runtime.clock()
             entry = error_entry(job.attempt, now, "interrupted: Oban stopped while the job ran")
             ack = Ack(job_id, job.attempt, JobState.AVAILABLE, now, error=entry)
+        self.killed.discard(job_id)
         del self.scopes[job_id]
         del self.running[job_id]
         runtime.acker.put(ack)
@@ -203,6 +240,15 @@ class Producer:
             self._drained.set()
         if self._maybe_more:
             self._wakeup.set()
+
+
+def _runs_on_loop(job: Job) -> bool:
+    """Whether ``job``'s worker is ``async def`` (cancellable on the loop), not a thread."""
+    try:
+        process = getattr(resolve_worker(job.worker), "process", None)
+    except Exception:
+        return True  # no worker: nothing is running in a thread
+    return inspect.iscoroutinefunction(process)
 
 
 class Runtime:
@@ -227,7 +273,9 @@ class Runtime:
         )
         if self.notifier is not None:
             self.notifier.subscribe(INSERT, self._on_insert_notice)
-            self.notifier.on_connect(lambda: self._wake(list(self.producers)))
+            self.notifier.subscribe(SIGNAL, self._on_signal_notice)
+            self.notifier.on_connect(self._on_connect)
+        self._check_now = anyio.Event()
         self._stop = anyio.Event()
         self._grace = config.shutdown_grace
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -243,6 +291,8 @@ class Runtime:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self.acker.run)
                 tasks.start_soon(self._stage_loop)
+                if self.producers:
+                    tasks.start_soon(self._cancel_check_loop)
                 if self.notifier is not None:
                     tasks.start_soon(self.notifier.run)
                 async with anyio.create_task_group() as producing:
@@ -288,17 +338,83 @@ class Runtime:
             if producer is not None:
                 producer.notify()
 
-    def notify_insert(self, queues: Iterable[str]) -> None:
-        """Wake the producers of ``queues``; safe to call from any thread."""
+    def _on_connect(self) -> None:
+        # Notices sent while nobody listened are lost: fetch, and look for
+        # cancels of running jobs, once now.
+        self._wake(list(self.producers))
+        self._check_now.set()
+
+    def _on_signal_notice(self, payload: dict[str, Any]) -> None:
+        job_id = pkill_job_id(payload)
+        if job_id is not None:
+            self._kill([job_id])
+
+    def _kill(self, job_ids: Iterable[int]) -> None:
+        for job_id in job_ids:
+            for producer in self.producers.values():
+                if producer.kill(job_id):
+                    break
+
+    def _on_loop(self, fn: Callable[[list[Any]], None], items: Iterable[Any]) -> None:
+        """Run ``fn(items)`` on the runtime's loop from any thread (at once on it)."""
         token = self._token
         if token is None:
             return
         if threading.get_ident() == self._loop_thread:
-            self._wake(queues)
+            fn(list(items))
             return
         # RuntimeError: the loop is gone; producers poll when they come back.
         with contextlib.suppress(RuntimeError):
-            anyio.from_thread.run_sync(self._wake, list(queues), token=token)
+            anyio.from_thread.run_sync(fn, list(items), token=token)
+
+    def notify_insert(self, queues: Iterable[str]) -> None:
+        """Wake the producers of ``queues``; safe to call from any thread."""
+        self._on_loop(self._wake, queues)
+
+    def notify_cancel(self, job_ids: Iterable[int]) -> None:
+        """Stop these jobs if they run here (their rows are committed as
+        cancelled); safe to call from any thread."""
+        self._on_loop(self._kill, job_ids)
+
+    def check_cancelled_soon(self) -> None:
+        """Look for cancelled running jobs now rather than at the next interval:
+        for a cancel in the caller's own transaction, not committed yet, whose
+        ids must not be acted on before the database says so."""
+        self._on_loop(lambda _: self._check_now.set(), ())
+
+    # -- cancels made elsewhere -------------------------------------------------------
+
+    async def _cancel_check_loop(self) -> None:
+        """Every ``cancel_check_interval``, ask the database which of the jobs
+        running here were cancelled, and stop them.
+
+        The backstop for what no signal told us: a cancel by another process
+        on the same SQLite file, a NOTIFY lost while the notifier reconnected,
+        a cancel inside a caller's transaction. One small query, and none at
+        all while nothing runs.
+        """
+        failures = 0
+        while True:
+            with anyio.move_on_after(self.config.cancel_check_interval):
+                await self._check_now.wait()
+            self._check_now = anyio.Event()
+            running = [
+                job_id
+                for producer in self.producers.values()
+                for job_id in producer.running
+                if job_id not in producer.killed
+            ]
+            if not running:
+                continue
+            try:
+                cancelled = await self.database.run(self.engine.cancelled_ids, running)
+            except Exception:  # every loop survives errors: log, back off, go on
+                failures += 1
+                logger.exception("checking running jobs for cancels failed; retrying")
+                await anyio.sleep(_error_pause(failures, self.config.error_backoff))
+                continue
+            failures = 0
+            self._kill(cancelled)
 
     # -- staging ----------------------------------------------------------------------
 

@@ -12,11 +12,14 @@ import enum
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from .errors import JobValidationError
+
+if TYPE_CHECKING:
+    from .unique import ReplaceSpec, UniqueSpec
 
 __all__ = ["TIMESTAMP_FIELDS", "Job", "JobState", "utc_now"]
 
@@ -185,9 +188,11 @@ class Job:
         "meta",
         "priority",
         "queue",
+        "replace",
         "scheduled_at",
         "state",
         "tags",
+        "unique",
         "worker",
     )
 
@@ -214,6 +219,8 @@ class Job:
         scheduled_at: datetime | None = None,
         schedule_in: timedelta | float | None = None,
         extra: dict[str, Any] | None = None,
+        unique: UniqueSpec | Mapping[str, Any] | bool | None = None,
+        replace: ReplaceSpec | Mapping[str, Any] | None = None,
         _validate: bool = True,
     ) -> None:
         self.worker = worker
@@ -231,6 +238,14 @@ class Job:
         self.extra: dict[str, Any] = dict(extra) if extra else {}
         self.conflict = False
         self._cancellation: threading.Event | None = None
+        self.unique: UniqueSpec | None = None
+        self.replace: ReplaceSpec | None = None
+        if unique is not None or replace is not None:
+            # oban.unique needs JobState from this module: import it on use.
+            from .unique import parse_replace, parse_unique
+
+            self.unique = parse_unique(unique)
+            self.replace = parse_replace(replace)
 
         if schedule_in is not None and scheduled_at is not None:
             raise JobValidationError("give either schedule_in or scheduled_at, not both")

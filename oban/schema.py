@@ -44,7 +44,11 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
 
 class Json(sa.TypeDecorator[Any]):
-    """``jsonb`` on PostgreSQL, orjson-encoded TEXT elsewhere."""
+    """``jsonb`` on PostgreSQL, orjson-encoded TEXT elsewhere.
+
+    The TEXT form has its object keys sorted, so equal documents are equal
+    strings: unique jobs compare args/meta on SQLite with a plain ``=``.
+    """
 
     impl = sa.Text
     cache_ok = True
@@ -57,7 +61,7 @@ class Json(sa.TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if dialect.name == "postgresql" or value is None:
             return value
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if isinstance(value, (str, bytes)) and dialect.name != "postgresql":

@@ -20,6 +20,7 @@ from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from .errors import JobValidationError, UnknownWorkerError
 from .job import Job
+from .unique import ReplaceSpec, UniqueSpec, parse_replace, parse_unique
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -69,8 +70,8 @@ class WorkerSpec:
     priority: int = 0
     tags: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
-    unique: Any = None
-    replace: Any = None
+    unique: UniqueSpec | None = None
+    replace: ReplaceSpec | None = None
     timeout: float | None = None
 
     def job_options(self) -> dict[str, Any]:
@@ -102,10 +103,10 @@ def build_job(spec: WorkerSpec, args: Mapping[str, Any] | None, options: Mapping
             f"{spec.name!r}; valid options: {', '.join(sorted(JOB_OPTIONS))}"
         )
     merged = {**spec.job_options(), **options}
-    extra: dict[str, Any] = {key: merged.pop(key) for key in ("unique", "replace") if key in merged}
     if args is not None and not isinstance(args, Mapping):
         raise JobValidationError(f"args must be a dict, got {type(args).__name__}: {args!r}")
-    return Job(spec.name, args=args, extra=extra, **merged)
+    # A per-job unique= (or replace=) replaces the worker's whole, never merged.
+    return Job(spec.name, args=args, **merged)
 
 
 class Worker:
@@ -161,8 +162,8 @@ class WorkerOptions(TypedDict, total=False):
     priority: int
     tags: list[str] | tuple[str, ...]
     meta: Mapping[str, Any]
-    unique: Any
-    replace: Any
+    unique: bool | Mapping[str, Any] | UniqueSpec | None
+    replace: Mapping[str, Any] | ReplaceSpec | None
     timeout: float | None
     oban: str
 
@@ -184,7 +185,14 @@ def _spec_from(name: str, options: WorkerOptions) -> WorkerSpec:
         raise JobValidationError(f"meta must be a dict of JSON values, got {meta!r}")
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise JobValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    fields: dict[str, Any] = {**options, "tags": tuple(tags or ()), "meta": dict(meta or {})}
+    fields: dict[str, Any] = {
+        **options,
+        "tags": tuple(tags or ()),
+        "meta": dict(meta or {}),
+        # Parsed once here: a bad option fails at decoration, naming the part.
+        "unique": parse_unique(options.get("unique")),
+        "replace": parse_replace(options.get("replace")),
+    }
     spec = WorkerSpec(name=name, **fields)
     # Validate the defaults once, at decoration time, not at the first enqueue.
     build_job(spec, None, {})

@@ -39,6 +39,8 @@ class Capability(str, enum.Enum):
     """Inserts and signals reach other processes at once (no polling delay)."""
     INLINE = "inline"
     """Jobs run inside ``enqueue``, before it returns."""
+    UNIQUE = "unique"
+    """Unique jobs are enforced: a duplicate insert returns the stored job instead."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..job import Job, JobState
 from ..runtime.notifier import INSERT, SIGNAL, Notifier, channel_name, encode, pkill
 from ..schema import JOB_STATE, Json, oban_jobs
+from ..unique import lock_key
 from .base import CANCELLABLE, Ack, Capability, Changed, JobFilter
 from .sql import SqlEngine, translate_errors
 
@@ -55,6 +56,15 @@ _COLUMN_TYPES = sa.text(
     "WHERE c.relname = 'oban_jobs' AND n.nspname = COALESCE(:schema, current_schema()) "
     "AND a.attnum > 0 AND NOT a.attisdropped"
 ).bindparams(sa.bindparam("schema", type_=sa.Text()))
+
+_LOCK_ONE = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(
+    sa.bindparam("key", type_=sa.BigInteger())
+)
+
+# The subquery's ORDER BY fixes the order the locks are taken in.
+_LOCK_MANY = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(:keys) AS k ORDER BY k) AS ks"
+).bindparams(sa.bindparam("keys", type_=postgresql.ARRAY(sa.BigInteger())))
 
 _NOTIFY = sa.text(
     "SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload"
@@ -108,7 +118,13 @@ class Basic(SqlEngine):
 
     name: ClassVar[str] = "basic"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL, Capability.NOTIFY}
+        {
+            Capability.PERSISTENT,
+            Capability.SHARED,
+            Capability.TRANSACTIONAL,
+            Capability.NOTIFY,
+            Capability.UNIQUE,
+        }
     )
 
     def __init__(
@@ -166,8 +182,13 @@ class Basic(SqlEngine):
     # -- operations -----------------------------------------------------------------------
 
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
-        if not jobs:
-            return []
+        inserted = super().insert_jobs(conn, jobs, now)
+        # Unique conflicts are included: a replace may have made one available.
+        available = _queues(job for job in inserted if job.state is JobState.AVAILABLE)
+        self.notify(conn, INSERT, [{"queue": queue} for queue in available])
+        return inserted
+
+    def _insert_plain(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         rows = [self._insert_values(job, now) for job in jobs]
         statement = self._insert_statement(self.shape(conn))
         with translate_errors():
@@ -177,12 +198,43 @@ class Basic(SqlEngine):
             ids = sorted(int(job_id) for job_id in result.scalars())
         # Identity values are drawn as rows are inserted, in the ORDER BY of
         # the array's ordinality: sorted ids line up with the input rows.
-        inserted = [
-            Job.from_row({**row, "id": job_id}) for row, job_id in zip(rows, ids, strict=True)
-        ]
-        available = _queues(job for job in inserted if job.state is JobState.AVAILABLE)
-        self.notify(conn, INSERT, [{"queue": queue} for queue in available])
-        return inserted
+        return [Job.from_row({**row, "id": job_id}) for row, job_id in zip(rows, ids, strict=True)]
+
+    # -- unique jobs ------------------------------------------------------------------
+
+    def _lock_unique(self, conn: Connection, jobs: Sequence[Job]) -> None:
+        """``pg_advisory_xact_lock`` on a 64-bit hash of each job's unique values.
+
+        Blocking and held to the end of the transaction: a concurrent insert
+        of the same job waits, then (READ COMMITTED: each statement sees what
+        committed before it) finds the winner's row, or none if the winner
+        rolled back. A try-lock would instead report a conflict with a job
+        that may never commit. The keys are taken in sorted order, so two
+        batches holding the same jobs in different orders cannot deadlock.
+        """
+        keys = sorted({lock_key(job.unique, job, self.prefix or "") for job in jobs if job.unique})
+        if len(keys) == 1:
+            self.execute(conn, _LOCK_ONE, {"key": keys[0]})
+        elif keys:
+            self.execute(conn, _LOCK_MANY, {"keys": keys})
+
+    def _json_equals(self, column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+        # jsonb equality: key order and whitespace do not matter.
+        return column.op("=")(_jsonb_param(value))
+
+    def _json_key_equals(
+        self, column: ColumnElement[Any], key: str, value: Any
+    ) -> ColumnElement[bool]:
+        # ``args -> key`` is jsonb (a JSON null is 'null', not SQL NULL).
+        return _member(column, key).op("=")(_jsonb_param(value))
+
+    def _json_key_missing(self, column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
+        return _member(column, key).is_(None)
+
+    def _tags_value(self, conn: Connection, tags: list[str]) -> Any:
+        if self.shape(conn).tags_json:
+            return _jsonb_param(tags)
+        return tags
 
     def _insert_statement(self, shape: TableShape) -> sa.Insert:
         """``INSERT ... SELECT ... FROM jsonb_array_elements(:rows) ... RETURNING id``.
@@ -344,6 +396,16 @@ def _encode_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 def _jsonb(value: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.cast(value, postgresql.JSONB())
+
+
+def _jsonb_param(value: Any) -> ColumnElement[Any]:
+    """``value`` as a bound jsonb parameter (JSON text cast once, like the insert's rows)."""
+    return _jsonb(sa.bindparam(None, orjson.dumps(value).decode(), type_=_UntypedText()))
+
+
+def _member(column: ColumnElement[Any], key: str) -> ColumnElement[Any]:
+    """``column -> key``: the jsonb value under a top-level key, SQL NULL if absent."""
+    return column.op("->", return_type=postgresql.JSONB())(sa.bindparam(None, key, type_=sa.Text()))
 
 
 def _text_array(value: ColumnElement[Any], rows: Any) -> ColumnElement[Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import ConfigError
+from ..job import Job
 from ..schema import Json, oban_jobs
 from .base import Capability
 from .sql import SqlEngine, translate_errors
@@ -45,7 +46,7 @@ class Lite(SqlEngine):
 
     name: ClassVar[str] = "lite"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL}
+        {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL, Capability.UNIQUE}
     )
 
     def __init__(
@@ -106,3 +107,56 @@ class Lite(SqlEngine):
         listed = sa.bindparam(None, orjson.dumps(list(ids)).decode(), type_=sa.Text())
         values = sa.func.json_each(listed).table_valued("value")
         return oban_jobs.c.id.in_(sa.select(values.c.value))
+
+    # -- unique jobs ------------------------------------------------------------------
+
+    def _lock_unique(self, conn: Connection, jobs: Sequence[Job]) -> None:
+        """Hold SQLite's write lock before looking for duplicates.
+
+        Oban's own transactions already begin with ``BEGIN IMMEDIATE``. A
+        caller's Session or Connection (``conn=``) may not hold the lock yet:
+        a write that changes nothing takes it (pysqlite opens the transaction
+        before it), so lookup and insert are one serialised step. Should the
+        caller's transaction have read before, SQLite refuses the upgrade
+        (``SQLITE_BUSY_SNAPSHOT``, a DatabaseError) rather than allow a duplicate.
+        """
+        self.execute(conn, sa.update(oban_jobs).where(sa.false()).values(id=oban_jobs.c.id))
+
+    def _json_equals(self, column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+        # Stored JSON text is canonical (sorted keys, see schema.Json), and so is
+        # the bound value: equal documents are equal strings.
+        return column == sa.bindparam(None, value, type_=Json())
+
+    def _json_key_equals(
+        self, column: ColumnElement[Any], key: str, value: Any
+    ) -> ColumnElement[bool]:
+        # json_each finds the key by a bound value (no JSON path to escape) and
+        # tells its JSON type, which keeps 1, "1", true and null apart.
+        entry = _entries(column)
+        conditions: list[ColumnElement[bool]] = [entry.c.key == sa.bindparam(None, key)]
+        if value is None:
+            conditions.append(entry.c.type == sa.literal("null"))
+        elif isinstance(value, bool):
+            conditions.append(entry.c.type == sa.literal("true" if value else "false"))
+        elif isinstance(value, (int, float)):
+            conditions.append(entry.c.type.in_(["integer", "real"]))
+            conditions.append(entry.c.value == sa.bindparam(None, value))
+        elif isinstance(value, str):
+            conditions.append(entry.c.type == sa.literal("text"))
+            conditions.append(entry.c.value == sa.bindparam(None, value, type_=sa.Text()))
+        else:
+            # Arrays and objects: json_each gives their JSON text, canonical as stored.
+            kind = "object" if isinstance(value, dict) else "array"
+            conditions.append(entry.c.type == sa.literal(kind))
+            conditions.append(entry.c.value == sa.bindparam(None, value, type_=Json()))
+        return sa.exists(sa.select(sa.literal(1)).select_from(entry).where(*conditions))
+
+    def _json_key_missing(self, column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
+        entry = _entries(column)
+        named = entry.c.key == sa.bindparam(None, key)
+        return ~sa.exists(sa.select(sa.literal(1)).select_from(entry).where(named))
+
+
+def _entries(column: ColumnElement[Any]) -> Any:
+    """``json_each(column)``: one row (key, value, type) per top-level entry."""
+    return sa.func.json_each(column).table_valued("key", "value", "type").alias("entry")

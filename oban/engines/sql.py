@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import DatabaseError, SchemaError
 from ..job import Job, JobState
 from ..schema import Json, oban_jobs
+from ..unique import UniqueSpec
 from .base import CANCELLABLE, NOT_RETRYABLE, Ack, Capability, Changed, JobFilter
 
 __all__ = ["SqlEngine", "translate_errors"]
@@ -45,6 +46,10 @@ def translate_errors() -> Iterator[None]:
         raise DatabaseError(f"database error: {exc.orig}") from exc
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise DatabaseError(f"database error: {exc}") from exc
+
+
+_REPLACE_ATTEMPTS = 5
+"""How often a unique insert re-reads a duplicate that changed state under its replace."""
 
 
 def _sorted_fetch(jobs: list[Job]) -> list[Job]:
@@ -95,12 +100,154 @@ class SqlEngine:
             return conn.execute(statement, params, execution_options=self._options)
 
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        """Insert ``jobs``; unique ones only if no duplicate exists (then the duplicate).
+
+        Runs of plain jobs go in as one batch each. Unique jobs are checked one
+        by one, in input order, after :meth:`_lock_unique` has made concurrent
+        inserts of the same unique job wait for each other, so two equal
+        unique jobs in one batch give one row and one conflict. The result is
+        in input order either way.
+        """
         if not jobs:
             return []
+        unique = [job for job in jobs if job.unique is not None]
+        if not unique:
+            return self._insert_plain(conn, jobs, now)
+        self._lock_unique(conn, unique)
+        results: list[Job] = []
+        plain: list[Job] = []
+        for job in jobs:
+            if job.unique is None:
+                plain.append(job)
+                continue
+            if plain:
+                results.extend(self._insert_plain(conn, plain, now))
+                plain = []
+            results.append(self._insert_unique(conn, job, job.unique, now))
+        if plain:
+            results.extend(self._insert_plain(conn, plain, now))
+        return results
+
+    def _insert_plain(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        """Insert ``jobs`` as they are, in one statement; returned in input order."""
         rows = [self._insert_values(job, now) for job in jobs]
         statement = sa.insert(oban_jobs).returning(*c, sort_by_parameter_order=True)
         result = self.execute(conn, statement, rows)
         return [Job.from_row(dict(row)) for row in result.mappings()]
+
+    # -- unique jobs ------------------------------------------------------------------
+
+    def _lock_unique(self, conn: Connection, jobs: Sequence[Job]) -> None:
+        """Make inserts of these unique jobs in other transactions wait for this one.
+
+        Held until ``conn``'s transaction ends, so a concurrent insert of the
+        same job looks for duplicates only after this one committed (and sees
+        its row) or rolled back (and sees none). Dialects implement it.
+        """
+        raise NotImplementedError
+
+    def _json_equals(self, column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+        """``column`` (args or meta) equals the JSON document ``value``."""
+        raise NotImplementedError
+
+    def _json_key_equals(
+        self, column: ColumnElement[Any], key: str, value: Any
+    ) -> ColumnElement[bool]:
+        """``column`` has top-level ``key`` and its value equals ``value`` as JSON."""
+        raise NotImplementedError
+
+    def _json_key_missing(self, column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
+        """``column`` has no top-level ``key``."""
+        raise NotImplementedError
+
+    def _tags_value(self, conn: Connection, tags: list[str]) -> Any:
+        """``tags`` as the tags column of this table takes them in an UPDATE."""
+        return tags
+
+    def _unique_conditions(
+        self, job: Job, spec: UniqueSpec, now: datetime
+    ) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [c.state.in_(spec.states)]
+        since = spec.since(now)
+        if since is not None:
+            stamp = c.scheduled_at if spec.timestamp == "scheduled_at" else c.inserted_at
+            conditions.append(stamp >= since)
+        for name, value in spec.compared(job).items():
+            if name == "worker":
+                conditions.append(c.worker == value)
+            elif name == "queue":
+                conditions.append(c.queue == value)
+            elif not spec.keys:
+                conditions.append(self._json_equals(c[name], value))
+            else:
+                for key in spec.keys:
+                    if key in value:
+                        conditions.append(self._json_key_equals(c[name], key, value[key]))
+                    else:
+                        conditions.append(self._json_key_missing(c[name], key))
+        return conditions
+
+    def _find_duplicate(
+        self, conn: Connection, job: Job, spec: UniqueSpec, now: datetime
+    ) -> Job | None:
+        """The oldest stored job ``job`` would duplicate under ``spec``, or None."""
+        statement = (
+            sa.select(oban_jobs)
+            .where(*self._unique_conditions(job, spec, now))
+            .order_by(c.id)
+            .limit(1)
+        )
+        row = self.execute(conn, statement).mappings().first()
+        return None if row is None else Job.from_row(dict(row))
+
+    def _insert_unique(self, conn: Connection, job: Job, spec: UniqueSpec, now: datetime) -> Job:
+        existing: Job | None = None
+        # A replace is guarded by the state it was chosen for; if a fetch or an
+        # ack moved the row meanwhile (PostgreSQL), look again and re-decide.
+        for _ in range(_REPLACE_ATTEMPTS):
+            existing = self._find_duplicate(conn, job, spec, now)
+            if existing is None:
+                return self._insert_plain(conn, [job], now)[0]
+            fields = job.replace.fields_for(existing.state) if job.replace else ()
+            if not fields:
+                break
+            replaced = self._replace(conn, existing, job, fields, now)
+            if replaced is not None:
+                existing = replaced
+                break
+        assert existing is not None
+        existing.conflict = True
+        return existing
+
+    def _replace(
+        self, conn: Connection, existing: Job, job: Job, fields: Sequence[str], now: datetime
+    ) -> Job | None:
+        """Copy ``fields`` of ``job`` onto ``existing``'s row if it is still in its state."""
+        values: dict[str, Any] = {}
+        for name in fields:
+            if name == "scheduled_at":
+                scheduled_at = job.scheduled_at or now
+                values["scheduled_at"] = scheduled_at
+                # Moving an available/scheduled job in time moves its state too.
+                if existing.state in (JobState.AVAILABLE, JobState.SCHEDULED):
+                    due = scheduled_at <= now
+                    values["state"] = JobState.AVAILABLE if due else JobState.SCHEDULED
+            elif name == "max_attempts":
+                # Never below the attempts already made (the attempt_range check).
+                wanted = sa.literal(job.max_attempts, sa.SmallInteger())
+                values["max_attempts"] = sa.case((c.attempt > wanted, c.attempt), else_=wanted)
+            elif name == "tags":
+                values["tags"] = self._tags_value(conn, job.tags)
+            else:
+                values[name] = getattr(job, name)
+        statement = (
+            sa.update(oban_jobs)
+            .where(c.id == existing.id, c.state == existing.state)
+            .values(values)
+            .returning(*c)
+        )
+        row = self.execute(conn, statement).mappings().first()
+        return None if row is None else Job.from_row(dict(row))
 
     @staticmethod
     def _insert_values(job: Job, now: datetime) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from oban import (
     job,
     worker,
 )
+from oban.unique import ReplaceSpec, UniqueSpec
 from oban.worker import resolve_worker, worker_name
 
 HELPER = "tests.unit.workers_for_resolution"
@@ -156,19 +157,21 @@ def test_schedule_in_override() -> None:
     assert before + timedelta(seconds=60) <= job.scheduled_at <= after + timedelta(seconds=60)
 
 
-def test_unique_and_replace_go_to_extra() -> None:
+def test_unique_and_replace_are_parsed_onto_the_job() -> None:
     job = SendWelcome.new(  # type: ignore[attr-defined]
-        {}, unique={"period": 60}, replace={"scheduled": ["scheduled_at"]}
+        {}, unique={"period": 30}, replace={"scheduled": ["scheduled_at"]}
     )
-    assert job.extra == {"unique": {"period": 60}, "replace": {"scheduled": ["scheduled_at"]}}
+    assert job.unique == UniqueSpec(period=30)
+    assert job.replace == ReplaceSpec(((JobState.SCHEDULED, ("scheduled_at",)),))
+    assert job.extra == {}
 
 
-def test_worker_level_unique_goes_to_extra() -> None:
+def test_worker_level_unique_applies_to_its_jobs() -> None:
     @worker(unique=True)
     class Unique:
         def process(self, job: Job) -> None: ...
 
-    assert Unique.new().extra == {"unique": True}  # type: ignore[attr-defined]
+    assert Unique.new().unique == UniqueSpec()  # type: ignore[attr-defined]
 
 
 def test_unknown_option_names_it_and_lists_the_valid_ones() -> None:

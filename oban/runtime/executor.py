@@ -7,6 +7,7 @@ The same code serves the runtime and the Inline engine.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 
@@ -117,13 +119,66 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+class _ThreadSlot:
+    """One of a queue's thread slots for a ``def`` job, held until its thread ends.
+
+    At a timeout (or shutdown) the thread is abandoned, not stopped. anyio then
+    gives the limiter token back at once on asyncio but only when the thread
+    ends on trio; holding the slot until the thread really ends, on both,
+    keeps the promise that at most the queue's limit of ``def`` jobs run at
+    once, and makes the two backends agree.
+    """
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._token = anyio.lowlevel.current_token()
+        self._lock = threading.Lock()
+        self._started = False
+        self._finished = False
+        self._closed = False
+
+    async def acquire(self) -> None:
+        await self._limiter.acquire_on_behalf_of(self)
+
+    def run(self, process: Callable[[Job], Any], job: Job) -> Any:
+        """In the worker thread: run the job unless its attempt already ended."""
+        with self._lock:
+            if self._closed:
+                return None  # the attempt ended (timeout, shutdown) before the thread began
+            self._started = True
+        try:
+            return process(job)
+        finally:
+            if self._thread_ended():
+                # Abandoned: give the slot back now. If the loop is gone, so is the limiter.
+                with contextlib.suppress(Exception):
+                    anyio.from_thread.run_sync(
+                        self._limiter.release_on_behalf_of, self, token=self._token
+                    )
+
+    def _thread_ended(self) -> bool:
+        """Mark the thread done; whether its attempt was already over (abandoned)."""
+        with self._lock:
+            self._finished = True
+            return self._closed
+
+    def release(self) -> None:
+        """On the loop, when the attempt ends: free the slot now or when the thread ends."""
+        with self._lock:
+            self._closed = True
+            if self._started and not self._finished:
+                return  # the abandoned thread frees the slot when it ends
+        self._limiter.release_on_behalf_of(self)
+
+
 async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock) -> Ack:
     """Run one attempt of ``job`` in the current event loop and return its ack.
 
     At its time limit an ``async def`` job is cancelled. A ``def`` job's thread
     cannot be killed: the attempt is recorded as failed at the deadline,
-    ``job.cancelled()`` becomes true so a cooperative job can stop, and
-    whatever the thread returns later is ignored.
+    ``job.cancelled()`` becomes true so a cooperative job can stop, whatever
+    the thread returns later is ignored, and the thread keeps its queue slot
+    until it ends. The time limit counts from when the job has a slot.
     """
     instance: object | None = None
     result: object = None
@@ -135,17 +190,29 @@ async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clo
         limit = timeout_for(instance, job)
         process: Callable[[Job], Any] = instance.process  # type: ignore[attr-defined]
         in_thread = not inspect.iscoroutinefunction(process)
-        with anyio.move_on_after(limit) as scope:
-            if in_thread:
-                result = await anyio.to_thread.run_sync(
-                    process, job, limiter=limiter, abandon_on_cancel=True
-                )
-                if inspect.isawaitable(result):
-                    # An async process that does not look like one (a wrapper): run it here.
-                    in_thread = False
-                    result = await result
-            else:
-                result = await process(job)
+        slot: _ThreadSlot | None = None
+        if in_thread:
+            slot = _ThreadSlot(limiter or anyio.to_thread.current_default_thread_limiter())
+            await slot.acquire()
+        try:
+            with anyio.move_on_after(limit) as scope:
+                if slot is not None:
+                    result = await anyio.to_thread.run_sync(
+                        slot.run,
+                        process,
+                        job,
+                        limiter=anyio.CapacityLimiter(1),  # the slot above is the real limit
+                        abandon_on_cancel=True,
+                    )
+                    if inspect.isawaitable(result):
+                        # An async process that does not look like one (a wrapper): run it here.
+                        in_thread = False
+                        result = await result
+                else:
+                    result = await process(job)
+        finally:
+            if slot is not None:
+                slot.release()
     except Exception as exc:
         result = exc
     if limit is not None and scope is not None and scope.cancel_called:

@@ -5,6 +5,11 @@ returns, and the returned job says how it ended (``completed``,
 ``retryable``, ``discarded``, ``cancelled`` or ``scheduled`` after a snooze).
 Args go through the same JSON round-trip as stored jobs, so a test catches
 args a real queue could not store. Nothing is retried or kept.
+
+Nothing kept means nothing to be a duplicate of: ``unique=`` and
+``replace=`` are accepted (and validated, as everywhere) but ignored, and
+every job runs; ``conflict`` is always False. Inline does not declare
+``Capability.UNIQUE``.
 """
 
 from __future__ import annotations

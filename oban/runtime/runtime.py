@@ -276,6 +276,8 @@ class Runtime:
             self.notifier.subscribe(SIGNAL, self._on_signal_notice)
             self.notifier.on_connect(self._on_connect)
         self._check_now = anyio.Event()
+        self.cancel_checks = 0
+        """How many times the running jobs were checked for cancels (for tests and metrics)."""
         self._stop = anyio.Event()
         self._grace = config.shutdown_grace
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -414,6 +416,7 @@ class Runtime:
                 await anyio.sleep(_error_pause(failures, self.config.error_backoff))
                 continue
             failures = 0
+            self.cancel_checks += 1
             self._kill(cancelled)
 
     # -- staging ----------------------------------------------------------------------

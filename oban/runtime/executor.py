@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -119,6 +120,13 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """What a ``def``-looking process returned that must still be awaited."""
+
+    awaitable: Awaitable[Any]
+
+
 class _ThreadSlot:
     """One of a queue's thread slots for a ``def`` job, held until its thread ends.
 
@@ -147,7 +155,10 @@ class _ThreadSlot:
                 return None  # the attempt ended (timeout, shutdown) before the thread began
             self._started = True
         try:
-            return process(job)
+            result = process(job)
+            # A wrapped async process returns a coroutine: the loop awaits it
+            # (boxed, as trio refuses a thread's call that looks asynchronous).
+            return _Pending(result) if inspect.isawaitable(result) else result
         finally:
             if self._thread_ended():
                 # Abandoned: give the slot back now. If the loop is gone, so is the limiter.
@@ -204,10 +215,9 @@ async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clo
                         limiter=anyio.CapacityLimiter(1),  # the slot above is the real limit
                         abandon_on_cancel=True,
                     )
-                    if inspect.isawaitable(result):
-                        # An async process that does not look like one (a wrapper): run it here.
+                    if isinstance(result, _Pending):
                         in_thread = False
-                        result = await result
+                        result = await result.awaitable
                 else:
                     result = await process(job)
         finally:

@@ -442,9 +442,11 @@ class Oban:
         """Tell this node's runtime what a management call did; return the count.
 
         A cancel Oban committed itself is acted on at once. One in the
-        caller's transaction is not committed yet (and may roll back): the
-        runtime asks the database instead, which answers once it commits.
-        Other nodes hear of it through NOTIFY (PostgreSQL) or their own check.
+        caller's transaction is not committed yet (and may roll back), so its
+        ids are not trusted: the runtime checks the database instead (on
+        SQLite that read waits for the caller's commit; on PostgreSQL the
+        NOTIFY sent at commit does the job). Other nodes hear of a cancel
+        through NOTIFY (PostgreSQL) or their own periodic check.
         """
         runtime = self._runtime
         if runtime is not None:

@@ -10,6 +10,7 @@ the test makes it due again (``make_due``) to drive the next attempt.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ import oban
 from oban import Job, JobState, Oban
 from oban.job import utc_now
 from oban.schema import oban_jobs
+from tests.conftest import wait_for
 from tests.runtime import semantics_workers as w
 from tests.runtime.conftest import FAST
 from tests.runtime.semantics_checks import (
@@ -314,11 +316,73 @@ async def test_a_sync_job_fails_at_its_timeout_and_its_late_result_is_ignored(
         assert after.completed_at is None
 
 
-async def test_a_bad_timeout_fails_the_job_and_the_queue_runs_on(
+async def test_stopping_does_not_wait_for_a_timed_out_thread(
+    make_oban: Callable[..., Oban],
+) -> None:
+    """The timed-out ``def`` job's thread is abandoned: ``stop`` returns while it still
+    runs, and when it ends later nothing breaks and its result is still ignored."""
+    gate = w.GATES["stop"]
+    instance = make_oban(queues={"timeouts": 1})
+    with anyio.fail_after(20):
+        await instance.start_async()
+        try:
+            job = await instance.enqueue_async(w.SyncOverrun.new({"key": "stop"}))
+            failed = await wait_state(instance, job.id, *FINAL, JobState.RETRYABLE)
+            await wait_event(gate.saw_cancelled.is_set, "job.cancelled() inside the thread")
+        finally:
+            await instance.stop_async(grace=30)
+    assert not gate.returned.is_set()  # stopped while the thread still ran
+
+    gate.release.set()
+    await wait_event(gate.returned.is_set, "the late return")
+    assert_timed_out(failed, w.TIMEOUT, thread=True)
+    after = await instance.get_job_async(job.id or 0)
+    assert after is not None
+    assert (after.state, after.errors, after.completed_at) == (failed.state, failed.errors, None)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_timed_out_thread_outliving_a_background_runtime(
+    make_oban: Callable[..., Oban], backend: str
+) -> None:
+    """``start()``/``stop()`` in a background thread: the abandoned thread ends after
+    the runtime's event loop is gone, quietly, and changes nothing."""
+    gate = w.GATES["gone"]
+    errors: list[BaseException | None] = []
+    previous_hook = threading.excepthook
+
+    def hook(hook_args: Any) -> None:
+        errors.append(hook_args.exc_value)
+
+    threading.excepthook = hook
+    try:
+        instance = make_oban(queues={"timeouts": 1}, backend=backend)
+        with instance:
+            job = instance.enqueue(w.SyncOverrun.new({"key": "gone"}))
+
+            def retryable() -> Job | None:
+                row = instance.get_job(job.id or 0)
+                return row if row is not None and row.state is JobState.RETRYABLE else None
+
+            failed = wait_for(retryable, message="the timeout recorded")
+            assert gate.saw_cancelled.wait(20), "job.cancelled() in the thread"
+        gate.release.set()
+        wait_for(gate.returned.is_set, message="the late return")
+    finally:
+        threading.excepthook = previous_hook
+    assert isinstance(failed, Job)
+    assert_timed_out(failed, w.TIMEOUT, thread=True)
+    after = instance.get_job(job.id or 0)
+    assert after is not None
+    assert (after.state, after.errors, after.completed_at) == (failed.state, failed.errors, None)
+    assert errors == []
+
+
+async def test_a_bad_timeout_or_a_wrong_return_fails_the_job_and_the_queue_runs_on(
     make_oban: Callable[..., Oban],
 ) -> None:
     limits: list[object] = ["soon", -1, 0, True, [1]]
-    async with make_oban(queues={"timeouts": 1}) as instance:
+    async with make_oban(queues={"timeouts": 1, "semantics": 1}) as instance:
         for number, limit in enumerate(limits):
             key = f"bad-{number}"
             job = await instance.enqueue_async(
@@ -337,11 +401,7 @@ async def test_a_bad_timeout_fails_the_job_and_the_queue_runs_on(
             assert_backoff(failed, parse_at(failed.errors[0]), 3600, 3600)
         await quick_jobs_complete(instance)
 
-
-async def test_a_wrong_return_fails_the_job_and_the_queue_runs_on(
-    make_oban: Callable[..., Oban],
-) -> None:
-    async with make_oban(queues={"semantics": 1}) as instance:
+        # Snooze(-5), built past its own check: a job error, not a crash of the queue.
         for worker in (w.Scripted, w.AsyncScripted):
             job = await instance.enqueue_async(worker.new({"plan": ["bad_snooze"]}))
             failed = await wait_state(instance, job.id, JobState.RETRYABLE, *FINAL)

@@ -13,6 +13,7 @@ engine boundary with ``raise ... from`` so the original stays attached::
      +-- DatabaseError                           the database failed or went away
      +-- SchemaError                             the oban_jobs table is missing or old
      +-- EngineError                             an engine asked for what it cannot do
+     +-- JobTimeoutError                         recorded on an attempt past its timeout
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "DatabaseError",
     "EngineError",
     "InstanceNotFoundError",
+    "JobTimeoutError",
     "JobValidationError",
     "NotRunningError",
     "ObanError",
@@ -69,3 +71,7 @@ class SchemaError(DatabaseError):
 
 class EngineError(ObanError):
     """The engine in use cannot do what was asked (e.g. Inline has no storage)."""
+
+
+class JobTimeoutError(ObanError):
+    """An attempt ran past its worker's timeout; recorded in the job's errors, never raised."""

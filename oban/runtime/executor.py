@@ -27,20 +27,16 @@ import sniffio
 
 from ..backoff import default_backoff
 from ..engines.base import Ack
-from ..errors import EngineError
+from ..errors import EngineError, JobTimeoutError
 from ..job import Job
 from ..outcomes import outcome
 from ..worker import resolve_worker, worker_spec
 
-__all__ = ["JobTimeoutError", "execute", "execute_blocking"]
+__all__ = ["execute", "execute_blocking"]
 
 logger = logging.getLogger("oban")
 
 Clock = Callable[[], datetime]
-
-
-class JobTimeoutError(Exception):
-    """Recorded on a job whose attempt ran past its timeout."""
 
 
 def _backoff_for(instance: object | None) -> Callable[[Job], int]:

@@ -160,7 +160,7 @@ class Oban:
         self.bind = self._make_bind(bind, engine, testing)
         if engine is None:
             if testing == "inline":
-                engine = Inline(clock=clock)
+                engine = Inline()
             elif self.bind is None:
                 raise ConfigError(
                     "Oban needs a database: pass a SQLAlchemy Engine or a URL such as "

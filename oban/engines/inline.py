@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import ClassVar, NoReturn, cast
@@ -24,7 +24,7 @@ from typing import ClassVar, NoReturn, cast
 from sqlalchemy.engine import Connection
 
 from ..errors import EngineError
-from ..job import Job, JobState, utc_now
+from ..job import Job, JobState
 from ..runtime.executor import execute_blocking
 from .base import Ack, Capability, Changed, JobFilter
 
@@ -44,8 +44,7 @@ class Inline:
     name: ClassVar[str] = "inline"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INLINE})
 
-    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -84,7 +83,7 @@ class Inline:
             }
         )
         ran.extra = dict(job.extra)
-        ack = execute_blocking(ran, clock=self._clock)
+        ack = execute_blocking(ran, clock=lambda: now)  # the engine contract: time is injected
         return ack.apply(ran)
 
     def fetch_jobs(

@@ -10,8 +10,10 @@ The file runs in WAL mode so readers never block the writer.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -75,19 +77,43 @@ class Lite(SqlEngine):
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self._lock, translate_errors(), self.bind.connect() as conn:
-            if not self._wal:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-                self._wal = True
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
-            # pysqlite only opens transactions itself before DML; an explicit
-            # BEGIN IMMEDIATE takes the write lock before we read anything.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield conn
             except BaseException:
                 conn.rollback()
                 raise
             conn.commit()
+
+    def _begin(self, conn: Connection) -> None:
+        """Take the write lock, waiting out other processes.
+
+        SQLite's busy handler covers most waits, but some moments (another
+        process opening, checkpointing or closing the WAL) answer "database is
+        locked" at once. Nothing has happened in the transaction yet, so the
+        start is simply tried again, with jittered backoff, until the busy
+        timeout has passed.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            try:
+                if not self._wal:
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                    self._wal = True
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+                # pysqlite only opens transactions itself before DML; an explicit
+                # BEGIN IMMEDIATE takes the write lock before we read anything.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except sa.exc.OperationalError as exc:
+                busy = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                conn.rollback()
+                time.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                pause = min(pause * 2, 0.25)
+                continue
+            return
 
     def _append_error(
         self, column: ColumnElement[Any], entry: ColumnElement[Any]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-__all__ = ["CLAMPED_ATTEMPT", "default_backoff", "exponential", "jitter"]
+__all__ = ["CLAMPED_ATTEMPT", "default_backoff", "error_pause", "exponential", "jitter"]
 
 CLAMPED_ATTEMPT = 20
 """Attempts are scaled into 0..20 so a worker with max_attempts=1000 still gets
@@ -38,3 +38,16 @@ def default_backoff(
 ) -> int:
     """Seconds to wait before the next attempt after ``attempt`` failed."""
     return jitter(exponential(clamp_attempt(attempt, max_attempts)), rand=rand)
+
+
+def error_pause(
+    failures: int, bounds: tuple[float, float], *, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds a loop waits after its ``failures``-th error in a row (1, 2, ...).
+
+    Doubles from ``bounds[0]`` up to ``bounds[1]``, then keeps a random 50-100 %
+    of that, so nodes that lost the database together do not return in lockstep.
+    """
+    low, high = bounds
+    pause = min(high, low * float(1 << min(max(failures, 1) - 1, 16)))
+    return pause * (0.5 + rand() / 2)

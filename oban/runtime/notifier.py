@@ -32,7 +32,6 @@ import base64
 import binascii
 import gzip
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -42,6 +41,7 @@ import anyio
 import anyio.to_thread
 import orjson
 
+from ..backoff import error_pause
 from ..engines.base import Capability, Engine
 
 if TYPE_CHECKING:
@@ -124,13 +124,6 @@ def decode(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _pause(failures: int, bounds: tuple[float, float]) -> float:
-    """Exponential back-off, capped; the jitter keeps nodes from reconnecting in lockstep."""
-    low, high = bounds
-    pause: float = min(high, low * float(1 << min(failures - 1, 16)))
-    return pause * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
-
-
 class Notifier:
     """Listens on the Oban channels of one prefix and calls back on the event loop.
 
@@ -207,7 +200,7 @@ class Notifier:
                     notices = await anyio.to_thread.run_sync(self._receive, limiter=self._limiter)
                 except Exception as exc:
                     failures += 1
-                    pause = _pause(failures, self.backoff)
+                    pause = error_pause(failures, self.backoff)
                     logger.warning(
                         "notifier connection failed (%s); reconnecting in %.2fs, "
                         "producers keep polling",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import random
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 
+from ..backoff import error_pause
 from ..engines.base import Ack, Engine
 from ..job import Job, JobState
 from ..outcomes import error_entry
@@ -55,13 +55,6 @@ class RuntimeConfig:
     cancel_check_interval: float = 1.0
     """Seconds between checks whether jobs running here were cancelled elsewhere
     (another process on the SQLite file, a lost notification)."""
-
-
-def _error_pause(failures: int, bounds: tuple[float, float]) -> float:
-    """Back off after a database error: exponential, capped, with jitter."""
-    low, high = bounds
-    pause: float = min(high, low * float(1 << min(failures, 16)))
-    return pause * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
 
 
 class Acker:
@@ -102,7 +95,7 @@ class Acker:
                 logger.exception("writing %d acks failed; retrying", len(batch))
                 self._pending = batch + self._pending
                 self._ready.set()
-                await anyio.sleep(_error_pause(failures, self._config.error_backoff))
+                await anyio.sleep(error_pause(failures, self._config.error_backoff))
                 continue
             failures = 0
             if not self._pending:
@@ -199,7 +192,7 @@ class Producer:
                 except Exception:  # every loop survives errors: log, back off, go on
                     failures += 1
                     logger.exception("fetching from queue %r failed; retrying", self.queue)
-                    await anyio.sleep(_error_pause(failures, config.error_backoff))
+                    await anyio.sleep(error_pause(failures, config.error_backoff))
                     continue
                 failures = 0
                 if len(fetched) == demand:
@@ -413,7 +406,7 @@ class Runtime:
             except Exception:  # every loop survives errors: log, back off, go on
                 failures += 1
                 logger.exception("checking running jobs for cancels failed; retrying")
-                await anyio.sleep(_error_pause(failures, self.config.error_backoff))
+                await anyio.sleep(error_pause(failures, self.config.error_backoff))
                 continue
             failures = 0
             self.cancel_checks += 1
@@ -431,7 +424,7 @@ class Runtime:
             except Exception:  # every loop survives errors: log, back off, go on
                 failures += 1
                 logger.exception("staging scheduled jobs failed; retrying")
-                await anyio.sleep(_error_pause(failures, self.config.error_backoff))
+                await anyio.sleep(error_pause(failures, self.config.error_backoff))
                 continue
             failures = 0
             self._wake(queues)

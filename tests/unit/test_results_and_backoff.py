@@ -158,3 +158,19 @@ def test_backoff_does_not_overflow_a_schedule() -> None:
         delay = default_backoff(attempt, max_attempts, rand=almost_one)
         assert isinstance(delay, int)
         assert now + timedelta(seconds=delay) < now + timedelta(days=15)
+
+
+def test_error_pause_doubles_from_the_low_bound_to_the_high_one() -> None:
+    from oban.backoff import error_pause
+
+    pauses = [error_pause(n, (0.1, 5.0), rand=lambda: 1.0) for n in range(1, 10)]
+    assert pauses[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert max(pauses) == 5.0
+    assert error_pause(1_000_000, (0.1, 5.0), rand=lambda: 1.0) == 5.0
+
+
+def test_error_pause_keeps_half_to_all_of_the_pause() -> None:
+    from oban.backoff import error_pause
+
+    assert error_pause(3, (0.1, 5.0), rand=lambda: 0.0) == 0.2
+    assert error_pause(3, (0.1, 5.0), rand=lambda: 0.999) <= 0.4

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -81,3 +83,21 @@ def _fresh_instances() -> Iterator[None]:
     """Each test starts without Oban instances left over from another."""
     yield
     oban.Oban._instances.clear()
+
+
+@contextmanager
+def oban_factory(url: str, **defaults: Any) -> Iterator[Callable[..., oban.Oban]]:
+    """Build ``Oban`` instances on ``url``; any left running are stopped and every
+    pool is closed afterwards (a failed test must not leak threads or connections)."""
+    made: list[oban.Oban] = []
+
+    def make(**options: Any) -> oban.Oban:
+        instance = oban.Oban(url, **{**defaults, **options})
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        if instance.is_running and instance._portal is not None:
+            instance.stop(grace=0)
+        instance.close()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 import oban
 from oban import Oban
+from tests.conftest import oban_factory
 from tests.postgres.workers import SEEN
 
 
@@ -53,16 +53,5 @@ def _seen() -> Iterator[None]:
 @pytest.fixture
 def make_oban(postgres_url: str, pg_prefix: str) -> Iterator[Callable[..., Oban]]:
     """Build ``Oban`` instances in the test's schema; pools are closed after the test."""
-    made: list[Oban] = []
-
-    def make(**options: Any) -> Oban:
-        options.setdefault("prefix", pg_prefix)
-        instance = Oban(postgres_url, **options)
-        made.append(instance)
-        return instance
-
-    yield make
-    for instance in made:
-        if instance.is_running and instance._portal is not None:  # a failed test left it running
-            instance.stop(grace=0)
-        instance.close()
+    with oban_factory(postgres_url, prefix=pg_prefix) as make:
+        yield make

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import JobValidationError
-from .job import JobState
+from .job import UPDATABLE_FIELDS, JobState
 
 if TYPE_CHECKING:
     from .job import Job
@@ -80,17 +80,9 @@ DEFAULT_STATES = STATE_GROUPS["successful"]
 
 TIMESTAMPS = ("inserted_at", "scheduled_at")
 
-REPLACE_FIELDS = (
-    "args",
-    "max_attempts",
-    "meta",
-    "priority",
-    "queue",
-    "scheduled_at",
-    "tags",
-    "worker",
-)
-"""What ``replace`` may update on the existing job (Elixir Oban's list)."""
+REPLACE_FIELDS = tuple(sorted(UPDATABLE_FIELDS - {"schedule_in"}))
+"""What ``replace`` may update on the existing job: the fields ``Job.update`` takes
+(Elixir Oban's list), ``schedule_in`` aside since the new job has its ``scheduled_at``."""
 
 _UNIQUE_OPTIONS = ("period", "fields", "keys", "states", "timestamp")
 

@@ -6,7 +6,9 @@ Everything public is re-exported here; other modules are private.
 from __future__ import annotations
 
 from .engines import Capability, Engine, Inline, Lite
+from .engines.basic import Basic
 from .errors import (
+    AlreadyRunningError,
     ConfigError,
     DatabaseError,
     EngineError,
@@ -25,6 +27,8 @@ from .results import Cancel, Record, Snooze
 from .worker import JobFunction, Worker, job, worker
 
 __all__ = [
+    "AlreadyRunningError",
+    "Basic",
     "Cancel",
     "Capability",
     "ConfigError",

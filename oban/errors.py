@@ -9,6 +9,7 @@ engine boundary with ``raise ... from`` so the original stays attached::
      +-- ConfigError        (also a ValueError)  bad Oban(...) options
      +-- UnknownWorkerError                      a worker name that resolves to nothing
      +-- NotRunningError                         an operation that needs a started Oban
+     +-- AlreadyRunningError                     start() of an Oban that is running
      +-- InstanceNotFoundError                   a worker enqueues through a missing Oban
      +-- DatabaseError                           the database failed or went away
      +-- SchemaError                             the oban_jobs table is missing or old
@@ -19,6 +20,7 @@ engine boundary with ``raise ... from`` so the original stays attached::
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRunningError",
     "ConfigError",
     "DatabaseError",
     "EngineError",
@@ -55,6 +57,10 @@ class UnknownWorkerError(ObanError):
 
 class NotRunningError(ObanError):
     """An operation needs a started Oban (``start()``, ``with oban:`` or ``async with``)."""
+
+
+class AlreadyRunningError(ObanError):
+    """``start()``/``start_async()`` of an ``Oban`` that is already running: stop it first."""
 
 
 class InstanceNotFoundError(ObanError):

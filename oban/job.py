@@ -8,67 +8,18 @@ worker thread. A job loaded from the database skips validation
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import orjson
 
 from .errors import JobValidationError
+from .states import TIMESTAMP_FIELDS, UPDATABLE_FIELDS, JobState
+from .unique import ReplaceSpec, UniqueSpec, parse_replace, parse_unique
 
-if TYPE_CHECKING:
-    from .unique import ReplaceSpec, UniqueSpec
-
-__all__ = ["TIMESTAMP_FIELDS", "Job", "JobState", "utc_now"]
-
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life.
-
-    ``available`` jobs wait for a producer; ``scheduled`` and ``retryable`` wait
-    for their ``scheduled_at``; ``executing`` run on some node; ``completed``,
-    ``discarded`` (out of attempts) and ``cancelled`` are final; ``suspended``
-    jobs are held back and never fetched.
-    """
-
-    AVAILABLE = "available"
-    SCHEDULED = "scheduled"
-    EXECUTING = "executing"
-    RETRYABLE = "retryable"
-    COMPLETED = "completed"
-    DISCARDED = "discarded"
-    CANCELLED = "cancelled"
-    SUSPENDED = "suspended"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-TIMESTAMP_FIELDS = (
-    "inserted_at",
-    "attempted_at",
-    "cancelled_at",
-    "completed_at",
-    "discarded_at",
-    "scheduled_at",
-)
-
-# Fields a caller may set through `update()` or `Worker.new(**opts)`.
-UPDATABLE_FIELDS = frozenset(
-    {
-        "args",
-        "max_attempts",
-        "meta",
-        "priority",
-        "queue",
-        "scheduled_at",
-        "schedule_in",
-        "tags",
-        "worker",
-    }
-)
+__all__ = ["TIMESTAMP_FIELDS", "UPDATABLE_FIELDS", "Job", "JobState", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -104,6 +55,15 @@ def _seconds(value: object) -> timedelta:
         "schedule_in must be a number of seconds or a timedelta, "
         f"got {type(value).__name__}: {value!r}"
     )
+
+
+def _after(start: datetime, delay: timedelta) -> datetime:
+    try:
+        return start + delay
+    except OverflowError:
+        raise JobValidationError(
+            f"schedule_in of {delay} from {start.isoformat()} is past the year 9999"
+        ) from None
 
 
 def _check_json(name: str, value: object) -> dict[str, Any]:
@@ -163,6 +123,12 @@ class Job:
     every field, raising :class:`~oban.JobValidationError` (a ``ValueError``)
     that names the field at fault.
 
+    ``schedule_in`` counts from the insert: the stored ``scheduled_at`` is the
+    inserting ``Oban``'s clock plus the delay (so an injected clock governs it,
+    as it governs everything else); until then ``scheduled_at`` shows the
+    delay from the wall clock. ``extra`` holds data for the code handling the
+    job in this process; it is never stored.
+
     Example:
         >>> job = Job("app.jobs.Mailer", args={"to": "a@b.c"}, queue="mailers",
         ...           schedule_in=60, tags=["Email"])
@@ -172,6 +138,8 @@ class Job:
 
     __slots__ = (
         "_cancellation",
+        "_delay",
+        "_previewed_at",
         "args",
         "attempt",
         "attempted_at",
@@ -238,19 +206,15 @@ class Job:
         self.extra: dict[str, Any] = dict(extra) if extra else {}
         self.conflict = False
         self._cancellation: threading.Event | None = None
-        self.unique: UniqueSpec | None = None
-        self.replace: ReplaceSpec | None = None
-        if unique is not None or replace is not None:
-            # oban.unique needs JobState from this module: import it on use.
-            from .unique import parse_replace, parse_unique
-
-            self.unique = parse_unique(unique)
-            self.replace = parse_replace(replace)
+        self.unique: UniqueSpec | None = parse_unique(unique) if unique is not None else None
+        self.replace: ReplaceSpec | None = parse_replace(replace) if replace is not None else None
+        self._delay: timedelta | None = None
+        self._previewed_at: datetime | None = None
 
         if schedule_in is not None and scheduled_at is not None:
             raise JobValidationError("give either schedule_in or scheduled_at, not both")
         if schedule_in is not None:
-            scheduled_at = utc_now() + _seconds(schedule_in)
+            scheduled_at = self._schedule_in(schedule_in)
 
         self.inserted_at = _as_utc("inserted_at", inserted_at)
         self.attempted_at = _as_utc("attempted_at", attempted_at)
@@ -285,13 +249,30 @@ class Job:
         if "schedule_in" in values and "scheduled_at" in values:
             raise JobValidationError("give either schedule_in or scheduled_at, not both")
         if "schedule_in" in values:
-            values["scheduled_at"] = utc_now() + _seconds(values.pop("schedule_in"))
-        if "scheduled_at" in values:
+            values["scheduled_at"] = self._schedule_in(values.pop("schedule_in"))
+        elif "scheduled_at" in values:
+            self._delay = None
             values["scheduled_at"] = _as_utc("scheduled_at", values["scheduled_at"])
         for key, value in values.items():
             setattr(self, key, value)
         self._validate()
         return self
+
+    def _schedule_in(self, value: object) -> datetime:
+        """Remember the delay for the insert; show it from the wall clock until then."""
+        self._delay = _seconds(value)
+        self._previewed_at = _after(utc_now(), self._delay)
+        return self._previewed_at
+
+    def scheduled_for(self, now: datetime) -> datetime:
+        """When this job is due if inserted at ``now`` (the inserting Oban's clock).
+
+        ``schedule_in`` counts from ``now``; a ``scheduled_at`` given (or set
+        on the attribute after ``schedule_in``) is kept; neither means ``now``.
+        """
+        if self._delay is not None and self.scheduled_at == self._previewed_at:
+            return _after(now, self._delay)
+        return self.scheduled_at or now
 
     def cancelled(self) -> bool:
         """True once someone asked to cancel this job while it runs.

@@ -9,78 +9,48 @@ same call to a worker thread, or into the caller's ``AsyncSession`` /
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
 import sqlalchemy as sa
 from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
-from typing_extensions import TypeVarTuple, Unpack
 
+from . import _registry
+from .config import (
+    CANCEL_CHECK_INTERVAL,
+    POLL_INTERVAL,
+    SHUTDOWN_GRACE,
+    STAGE_INTERVAL,
+    check_backend,
+    check_name,
+    check_not_yet_supported,
+    check_queues,
+    check_testing,
+    runtime_config,
+)
 from .engines import create_bind, engine_for
-from .engines.base import Capability, Changed, Engine, JobFilter
+from .engines.base import Changed, Engine, JobFilter
 from .engines.inline import Inline
-from .errors import ConfigError, InstanceNotFoundError, JobValidationError, NotRunningError
+from .errors import AlreadyRunningError, ConfigError, JobValidationError, NotRunningError
 from .job import Job, JobState, utc_now
-from .runtime.database import Database
-from .runtime.runtime import Runtime, RuntimeConfig
+from .runtime.database import AnyConn, Database, SyncConn
+from .runtime.runtime import Runtime
 
 __all__ = ["Oban"]
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
-
-if TYPE_CHECKING:
-    # sqlalchemy.ext.asyncio needs greenlet; import it only when a caller
-    # actually passes an async session or connection.
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-
-SyncConn: TypeAlias = "Connection | Session"
 WorkerRef: TypeAlias = "type | Callable[..., Any] | str"
 """A worker in a filter: its class, its ``@job`` function, or its stored name."""
-AnyConn: TypeAlias = "Connection | Session | AsyncConnection | AsyncSession"
 
-TESTING_MODES = ("inline", "manual")
 MAX_PAGE = 1_000
 """The most jobs one ``list_jobs`` call returns."""
-BACKENDS = ("asyncio", "trio")
-
-
-def _check_queues(queues: object) -> dict[str, int]:
-    if queues is None:
-        return {}
-    if not isinstance(queues, dict):
-        raise ConfigError(f"queues must be a dict of name -> limit, got {type(queues).__name__}")
-    checked: dict[str, int] = {}
-    for name, limit in queues.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"queue names must be non-blank strings, got {name!r}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(
-                f"queue {name!r} needs a limit of at least 1 (jobs run at once), got {limit!r}"
-            )
-        checked[name] = limit
-    return checked
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(
-            f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}"
-        )
-    return float(value)
 
 
 class Oban:
@@ -113,9 +83,6 @@ class Oban:
         ...     SendWelcome.enqueue({"user_id": 1})
     """
 
-    _instances: ClassVar[dict[str, Oban]] = {}
-    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(
         self,
         bind: sa.Engine | str | sa.URL | None = None,
@@ -128,36 +95,30 @@ class Oban:
         cron: object = None,
         timezone: str = "UTC",
         testing: Literal["inline", "manual"] | None = None,
-        poll_interval: float = 1.0,
-        stage_interval: float = 1.0,
-        shutdown_grace: float = 15.0,
-        cancel_check_interval: float = 1.0,
+        poll_interval: float = POLL_INTERVAL,
+        stage_interval: float = STAGE_INTERVAL,
+        shutdown_grace: float = SHUTDOWN_GRACE,
+        cancel_check_interval: float = CANCEL_CHECK_INTERVAL,
         backend: Literal["asyncio", "trio"] = "asyncio",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if testing is not None and testing not in TESTING_MODES:
-            raise ConfigError(f"testing must be one of {TESTING_MODES} or None, got {testing!r}")
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"name must be a non-empty string, got {name!r}")
-        self.name = name
+        self.testing = check_testing(testing)
+        self.backend = check_backend(backend)
+        self.name = check_name(name)
+        check_not_yet_supported(cron=cron, timezone=timezone)
         self.node = node or socket.gethostname()
-        self.queues = _check_queues(queues)
-        self.testing = testing
-        self.backend = backend
+        self.queues = check_queues(queues)
         self.clock = clock
-        self.timezone = timezone
-        self.cron = cron
-        self._config = RuntimeConfig(
-            queues={} if testing else self.queues,
+        self._config = runtime_config(
+            queues=self.queues,
             node=self.node,
-            poll_interval=_check_seconds("poll_interval", poll_interval),
-            stage_interval=_check_seconds("stage_interval", stage_interval),
-            shutdown_grace=_check_seconds("shutdown_grace", shutdown_grace, allow_zero=True),
-            cancel_check_interval=_check_seconds("cancel_check_interval", cancel_check_interval),
+            testing=self.testing,
+            poll_interval=poll_interval,
+            stage_interval=stage_interval,
+            shutdown_grace=shutdown_grace,
+            cancel_check_interval=cancel_check_interval,
         )
-        self.bind = self._make_bind(bind, engine, testing)
+        self.bind = self._make_bind(bind)
         if engine is None:
             if testing == "inline":
                 engine = Inline()
@@ -172,19 +133,16 @@ class Oban:
                 )
         self.engine: Engine = engine
         self.prefix = prefix
-        self._database = Database(engine, threads=self._config.db_threads)
+        self._database = Database(engine)
         self._runtime: Runtime | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
         self._serving: Future[None] | None = None
         self._task_group: TaskGroup | None = None
-        with Oban._instances_lock:
-            Oban._instances[name] = self
+        _registry.register(self.name, self)
 
     @staticmethod
-    def _make_bind(
-        bind: sa.Engine | str | sa.URL | None, engine: Engine | None, testing: str | None
-    ) -> sa.Engine | None:
+    def _make_bind(bind: sa.Engine | str | sa.URL | None) -> sa.Engine | None:
         if bind is None or isinstance(bind, sa.Engine):
             return bind
         if isinstance(bind, (str, sa.URL)):
@@ -199,13 +157,9 @@ class Oban:
     @classmethod
     def get_instance(cls, name: str = "oban") -> Oban:
         """The instance registered under ``name`` (the latest one created)."""
-        try:
-            return cls._instances[name]
-        except KeyError:
-            raise InstanceNotFoundError(
-                f"no Oban instance named {name!r}: create one with Oban(..., name={name!r}) "
-                "before enqueueing through a worker"
-            ) from None
+        found = _registry.lookup(name)
+        assert isinstance(found, cls), f"{found!r} registered as {name!r} is not an Oban"
+        return found
 
     def __repr__(self) -> str:
         return f"Oban(name={self.name!r}, engine={self.engine.name!r}, queues={self.queues!r})"
@@ -219,47 +173,6 @@ class Oban:
         if self.bind is None:
             return
         migrate(self.bind, prefix=self.prefix)
-
-    # -- connections ------------------------------------------------------------------
-
-    def _call(
-        self, conn: SyncConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
-    ) -> T:
-        if conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities:
-            return self._database.call(fn, *args)
-        if isinstance(conn, Session):
-            return fn(conn.connection(), *args)
-        if isinstance(conn, Connection):
-            return fn(conn, *args)
-        raise TypeError(
-            f"conn must be a SQLAlchemy Session or Connection, got {type(conn).__name__}; "
-            "use the _async method for AsyncSession / AsyncConnection"
-        )
-
-    async def _call_async(
-        self, conn: AnyConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
-    ) -> T:
-        if conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities:
-            return await self._database.run(fn, *args)
-        if isinstance(conn, (Session, Connection)):
-            # A sync session in async code: its I/O still must not block the loop.
-            return await anyio.to_thread.run_sync(
-                lambda: self._call(conn, fn, *args), limiter=self._database.limiter
-            )
-        if type(conn).__module__.startswith("sqlalchemy.ext.asyncio"):
-            from sqlalchemy.ext.asyncio import (
-                AsyncConnection,
-                AsyncSession,
-            )
-
-            if isinstance(conn, AsyncSession):
-                return await conn.run_sync(lambda session: fn(session.connection(), *args))
-            if isinstance(conn, AsyncConnection):
-                return await conn.run_sync(lambda sync_conn: fn(sync_conn, *args))
-        raise TypeError(
-            "conn must be a SQLAlchemy Session, Connection, AsyncSession or "
-            f"AsyncConnection, got {type(conn).__name__}"
-        )
 
     # -- enqueueing -------------------------------------------------------------------
 
@@ -289,7 +202,7 @@ class Oban:
     def enqueue_many(self, jobs: Iterable[Job], *, conn: SyncConn | None = None) -> list[Job]:
         """Insert many jobs in one statement per batch; returns them saved, in order."""
         listed = self._job_list(jobs)
-        return self._inserted(self._call(conn, self._insert, listed))
+        return self._inserted(self._database.call(conn, self._insert, listed))
 
     async def enqueue_async(self, job: Job, *, conn: AnyConn | None = None) -> Job:
         """Async twin of :meth:`enqueue`; ``conn`` may be an AsyncSession/AsyncConnection."""
@@ -300,17 +213,17 @@ class Oban:
     ) -> list[Job]:
         """Async twin of :meth:`enqueue_many`."""
         listed = self._job_list(jobs)
-        return self._inserted(await self._call_async(conn, self._insert, listed))
+        return self._inserted(await self._database.call_async(conn, self._insert, listed))
 
     # -- reading ----------------------------------------------------------------------
 
     def get_job(self, job_id: int, *, conn: SyncConn | None = None) -> Job | None:
         """The job with ``job_id``, or None if there is none."""
-        return self._call(conn, self.engine.get_job, job_id)
+        return self._database.call(conn, self.engine.get_job, job_id)
 
     async def get_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> Job | None:
         """Async twin of :meth:`get_job`."""
-        return await self._call_async(conn, self.engine.get_job, job_id)
+        return await self._database.call_async(conn, self.engine.get_job, job_id)
 
     # -- lifecycle: sync --------------------------------------------------------------
 
@@ -320,8 +233,8 @@ class Oban:
 
     def _new_runtime(self) -> Runtime:
         if self._runtime is not None:
-            raise ConfigError(f"{self!r} is already running")
-        self._runtime = Runtime(self.engine, self._config, self.clock)
+            raise AlreadyRunningError(f"{self!r} is already running: stop it before starting again")
+        self._runtime = Runtime(self._database, self._config, self.clock)
         return self._runtime
 
     def start(self) -> None:
@@ -438,29 +351,12 @@ class Oban:
             )
         return JobFilter(ids=(job_id,))
 
-    def _changed(self, changed: Changed, *, own_transaction: bool) -> int:
-        """Tell this node's runtime what a management call did; return the count.
-
-        A cancel Oban committed itself is acted on at once. One in the
-        caller's transaction is not committed yet (and may roll back), so its
-        ids are not trusted: the runtime checks the database instead (on
-        SQLite that read waits for the caller's commit; on PostgreSQL the
-        NOTIFY sent at commit does the job). Other nodes hear of a cancel
-        through NOTIFY (PostgreSQL) or their own periodic check.
-        """
+    def _changed(self, changed: Changed, conn: object) -> int:
+        """Tell this node's runtime what a management call did; return the count."""
         runtime = self._runtime
         if runtime is not None:
-            if changed.executing:
-                if own_transaction:
-                    runtime.notify_cancel(changed.executing)
-                else:
-                    runtime.check_cancelled_soon()
-            if changed.queues:
-                runtime.notify_insert(changed.queues)
+            runtime.apply_change(changed, committed=not self._database.joins(conn))
         return changed.count
-
-    def _own(self, conn: object) -> bool:
-        return conn is None or Capability.TRANSACTIONAL not in self.engine.capabilities
 
     def cancel_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
         """Cancel one job; True if it existed and was not final yet.
@@ -470,8 +366,8 @@ class Oban:
         def`` jobs alike so that a thread can stop at a safe point. A missing
         id, or a job already completed, discarded or cancelled, gives False.
         """
-        changed = self._call(conn, self._cancel, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = self._database.call(conn, self._cancel, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     def cancel_many(
         self,
@@ -490,7 +386,7 @@ class Oban:
         jobs are stopped where they run, as with :meth:`cancel_job`.
         """
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        return self._changed(self._call(conn, self._cancel, where), own_transaction=self._own(conn))
+        return self._changed(self._database.call(conn, self._cancel, where), conn)
 
     def retry_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
         """Make one job available to run now; True if it existed and was not
@@ -501,8 +397,8 @@ class Oban:
         to at least ``attempt + 1`` so even a job that used up its attempts
         runs once more. A missing id gives False.
         """
-        changed = self._call(conn, self._retry, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = self._database.call(conn, self._retry, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     def retry_many(
         self,
@@ -520,7 +416,7 @@ class Oban:
         "cancelled"]``) to retry only failures. Filters as in :meth:`cancel_many`.
         """
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        return self._changed(self._call(conn, self._retry, where), own_transaction=self._own(conn))
+        return self._changed(self._database.call(conn, self._retry, where), conn)
 
     def delete_job(self, job_id: int, *, conn: SyncConn | None = None) -> bool:
         """Delete one job; True if it existed and was not executing.
@@ -528,8 +424,8 @@ class Oban:
         An executing job is never deleted (its node will write its outcome):
         cancel it first. A missing id gives False.
         """
-        changed = self._call(conn, self._delete, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = self._database.call(conn, self._delete, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     def delete_many(
         self,
@@ -546,12 +442,12 @@ class Oban:
         not executing. Filters as in :meth:`cancel_many`.
         """
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        return self._changed(self._call(conn, self._delete, where), own_transaction=self._own(conn))
+        return self._changed(self._database.call(conn, self._delete, where), conn)
 
     async def cancel_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
         """Async twin of :meth:`cancel_job`."""
-        changed = await self._call_async(conn, self._cancel, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = await self._database.call_async(conn, self._cancel, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     async def cancel_many_async(
         self,
@@ -564,13 +460,13 @@ class Oban:
     ) -> int:
         """Async twin of :meth:`cancel_many` (**no filter: every job**)."""
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        changed = await self._call_async(conn, self._cancel, where)
-        return self._changed(changed, own_transaction=self._own(conn))
+        changed = await self._database.call_async(conn, self._cancel, where)
+        return self._changed(changed, conn)
 
     async def retry_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
         """Async twin of :meth:`retry_job`."""
-        changed = await self._call_async(conn, self._retry, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = await self._database.call_async(conn, self._retry, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     async def retry_many_async(
         self,
@@ -583,13 +479,13 @@ class Oban:
     ) -> int:
         """Async twin of :meth:`retry_many` (**no filter: every job**)."""
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        changed = await self._call_async(conn, self._retry, where)
-        return self._changed(changed, own_transaction=self._own(conn))
+        changed = await self._database.call_async(conn, self._retry, where)
+        return self._changed(changed, conn)
 
     async def delete_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> bool:
         """Async twin of :meth:`delete_job`."""
-        changed = await self._call_async(conn, self._delete, self._one(job_id))
-        return self._changed(changed, own_transaction=self._own(conn)) == 1
+        changed = await self._database.call_async(conn, self._delete, self._one(job_id))
+        return self._changed(changed, conn) == 1
 
     async def delete_many_async(
         self,
@@ -602,8 +498,8 @@ class Oban:
     ) -> int:
         """Async twin of :meth:`delete_many` (**no filter: every job**)."""
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
-        changed = await self._call_async(conn, self._delete, where)
-        return self._changed(changed, own_transaction=self._own(conn))
+        changed = await self._database.call_async(conn, self._delete, where)
+        return self._changed(changed, conn)
 
     # -- querying jobs ------------------------------------------------------------------
 
@@ -641,7 +537,7 @@ class Oban:
         """
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
         page, cursor = self._page(limit, before)
-        return self._call(conn, self._list, where, page, cursor)
+        return self._database.call(conn, self._list, where, page, cursor)
 
     async def list_jobs_async(
         self,
@@ -657,4 +553,4 @@ class Oban:
         """Async twin of :meth:`list_jobs`."""
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
         page, cursor = self._page(limit, before)
-        return await self._call_async(conn, self._list, where, page, cursor)
+        return await self._database.call_async(conn, self._list, where, page, cursor)

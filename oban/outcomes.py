@@ -1,4 +1,4 @@
-"""From what ``process`` did to what is written back: pure functions.
+"""From what ``process`` did to what is written back: the ``Ack`` and pure functions.
 
 The clock and the backoff are passed in, so every rule here is tested without
 a database, a loop or a sleep.
@@ -8,19 +8,58 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from .engines.base import Ack
 from .errors import JobValidationError
 from .job import Job, JobState
 from .results import Cancel, Record, Snooze, check_snooze
 
-__all__ = ["error_entry", "format_error", "outcome"]
+__all__ = ["Ack", "error_entry", "format_error", "outcome"]
 
 Backoff = Callable[[Job], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The recorded end of one attempt: what to write back to the job's row.
+
+    Made by the pure outcome logic, written by ``Engine.ack_jobs``, and only
+    applied while the row is still ``executing`` the same attempt, so a late or
+    duplicate ack never clobbers a newer attempt.
+    """
+
+    job_id: int
+    attempt: int
+    state: JobState
+    at: datetime
+    scheduled_at: datetime | None = None
+    error: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    snoozed: bool = False
+
+    def apply(self, job: Job) -> Job:
+        """Update an in-memory job as the database row would be updated."""
+        job.state = self.state
+        if self.error is not None:
+            job.errors = [*job.errors, self.error]
+        if self.meta:
+            job.meta = {**job.meta, **self.meta}
+        if self.scheduled_at is not None:
+            job.scheduled_at = self.scheduled_at
+        if self.snoozed:
+            job.max_attempts += 1
+        if self.state is JobState.COMPLETED:
+            job.completed_at = self.at
+        elif self.state is JobState.DISCARDED:
+            job.discarded_at = self.at
+        elif self.state is JobState.CANCELLED:
+            job.cancelled_at = self.at
+        return job
+
 
 MAX_DELAY = timedelta(days=3650)
 """The furthest a retry or snooze is put off; larger requests are capped here so

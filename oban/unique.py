@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import JobValidationError
-from .job import UPDATABLE_FIELDS, JobState
+from .states import UPDATABLE_FIELDS, JobState
 
 if TYPE_CHECKING:
     from .job import Job

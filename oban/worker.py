@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from typing_extensions import ParamSpec, TypedDict, Unpack
 
+from . import _registry as instances
 from .errors import JobValidationError, UnknownWorkerError
 from .job import Job
 from .unique import ReplaceSpec, UniqueSpec, parse_replace, parse_unique
@@ -133,10 +134,8 @@ class Worker:
         **options: Any,
     ) -> Job:
         """Insert a job for this worker through its ``Oban`` instance (sync)."""
-        from .oban import Oban
-
         job = cls.new(args, **options)
-        return Oban.get_instance(cls.__oban_worker__.oban).enqueue(job, conn=conn)
+        return instances.lookup(cls.__oban_worker__.oban).enqueue(job, conn=conn)
 
     @classmethod
     async def enqueue_async(
@@ -148,10 +147,8 @@ class Worker:
         **options: Any,
     ) -> Job:
         """Insert a job for this worker through its ``Oban`` instance (async)."""
-        from .oban import Oban
-
         job = cls.new(args, **options)
-        return await Oban.get_instance(cls.__oban_worker__.oban).enqueue_async(job, conn=conn)
+        return await instances.lookup(cls.__oban_worker__.oban).enqueue_async(job, conn=conn)
 
 
 class WorkerOptions(TypedDict, total=False):
@@ -171,7 +168,7 @@ class WorkerOptions(TypedDict, total=False):
 def _spec_from(name: str, options: WorkerOptions) -> WorkerSpec:
     unknown = set(options) - set(WorkerOptions.__annotations__)
     if unknown:
-        raise TypeError(
+        raise JobValidationError(
             f"unknown worker option {', '.join(sorted(map(repr, unknown)))}; "
             f"valid options: {', '.join(WorkerOptions.__annotations__)}"
         )

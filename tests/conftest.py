@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import oban
+from oban import _registry
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/oban_test"
 
@@ -82,7 +83,7 @@ def wait_for(
 def _fresh_instances() -> Iterator[None]:
     """Each test starts without Oban instances left over from another."""
     yield
-    oban.Oban._instances.clear()
+    _registry.clear()
 
 
 @contextmanager

@@ -7,11 +7,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import ConfigError
-from .base import Ack, Capability, Engine
+from .base import Capability, Engine
 from .inline import Inline
 from .lite import Lite
 
-__all__ = ["Ack", "Capability", "Engine", "Inline", "Lite", "engine_for"]
+__all__ = ["Capability", "Engine", "Inline", "Lite", "create_bind", "engine_for"]
 
 
 def create_bind(url: str | sa.URL, **options: Any) -> sa.Engine:

@@ -12,18 +12,19 @@ ask for a capability, never for an engine by name.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from sqlalchemy.engine import Connection
 
 from ..errors import JobValidationError
 from ..job import Job, JobState
+from ..outcomes import Ack
 
-__all__ = ["Ack", "Capability", "Changed", "Engine", "JobFilter"]
+__all__ = ["Capability", "Changed", "Engine", "JobFilter"]
 
 
 class Capability(str, enum.Enum):
@@ -41,44 +42,6 @@ class Capability(str, enum.Enum):
     """Jobs run inside ``enqueue``, before it returns."""
     UNIQUE = "unique"
     """Unique jobs are enforced: a duplicate insert returns the stored job instead."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """The recorded end of one attempt: what to write back to the job's row.
-
-    Made by the pure outcome logic, written by ``Engine.ack_jobs``, and only
-    applied while the row is still ``executing`` the same attempt, so a late or
-    duplicate ack never clobbers a newer attempt.
-    """
-
-    job_id: int
-    attempt: int
-    state: JobState
-    at: datetime
-    scheduled_at: datetime | None = None
-    error: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    snoozed: bool = False
-
-    def apply(self, job: Job) -> Job:
-        """Update an in-memory job as the database row would be updated."""
-        job.state = self.state
-        if self.error is not None:
-            job.errors = [*job.errors, self.error]
-        if self.meta:
-            job.meta = {**job.meta, **self.meta}
-        if self.scheduled_at is not None:
-            job.scheduled_at = self.scheduled_at
-        if self.snoozed:
-            job.max_attempts += 1
-        if self.state is JobState.COMPLETED:
-            job.completed_at = self.at
-        elif self.state is JobState.DISCARDED:
-            job.discarded_at = self.at
-        elif self.state is JobState.CANCELLED:
-            job.cancelled_at = self.at
-        return job
 
 
 CANCELLABLE = (
@@ -275,14 +238,3 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release pools or other resources the engine owns."""
         ...
-
-
-def has(engine: Engine, capability: Capability) -> bool:
-    """Whether ``engine`` declares ``capability``."""
-    return capability in engine.capabilities
-
-
-def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Split a long sequence in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

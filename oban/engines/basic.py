@@ -13,7 +13,8 @@ SQLite cannot do:
   transactional, so a rolled-back enqueue tells nobody;
 * **acks** are one ``executemany`` per kind of outcome, which psycopg 3 sends
   pipelined (one round trip per batch);
-* a **notifier** (LISTEN on a dedicated connection) wakes producers at once.
+* a **listener** (LISTEN on a dedicated connection) lets the runtime's
+  notifier wake producers at once.
 
 The table may have been created by a peer, and the peers disagree on two
 column types: Elixir Oban has ``errors jsonb[]`` and ``tags text[]``, oban-py
@@ -38,10 +39,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import ConfigError
 from ..job import Job, JobState
-from ..runtime.notifier import INSERT, SIGNAL, Notifier, channel_name, encode, pkill
+from ..outcomes import Ack
 from ..schema import JOB_STATE, Json, oban_jobs
 from ..unique import lock_key
-from .base import CANCELLABLE, Ack, Capability, Changed, JobFilter
+from .base import CANCELLABLE, Capability, Changed, JobFilter
+from .listener import Listener
+from .signals import INSERT, SIGNAL, channel_name, encode, inserted, pkill
 from .sql import SqlEngine, translate_errors
 
 __all__ = ["Basic", "TableShape"]
@@ -182,11 +185,11 @@ class Basic(SqlEngine):
     # -- operations -----------------------------------------------------------------------
 
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
-        inserted = super().insert_jobs(conn, jobs, now)
+        saved = super().insert_jobs(conn, jobs, now)
         # Unique conflicts are included: a replace may have made one available.
-        available = _queues(job for job in inserted if job.state is JobState.AVAILABLE)
-        self.notify(conn, INSERT, [{"queue": queue} for queue in available])
-        return inserted
+        available = _queues(job for job in saved if job.state is JobState.AVAILABLE)
+        self.notify(conn, INSERT, [inserted(queue) for queue in available])
+        return saved
 
     def _insert_plain(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         rows = [self._insert_values(job, now) for job in jobs]
@@ -286,7 +289,7 @@ class Basic(SqlEngine):
 
     def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
         queues = super().stage_jobs(conn, now, limit)
-        self.notify(conn, INSERT, [{"queue": queue} for queue in queues])
+        self.notify(conn, INSERT, [inserted(queue) for queue in queues])
         return queues
 
     # -- notifications ----------------------------------------------------------------------
@@ -312,10 +315,13 @@ class Basic(SqlEngine):
         params.pop("context", None)
         return dict(params)
 
-    def notifier(self, *, application_name: str = "oban_notifier") -> Notifier:
-        """A notifier listening on this engine's channels on a dedicated connection."""
-        return Notifier(
-            self.connect_params(), prefix=self.prefix, application_name=application_name
+    def listener(self, names: Iterable[str], *, application_name: str) -> Listener:
+        """A LISTEN connection of its own on this engine's channels ``names``
+        (``insert``, ``signal``), for the runtime's notifier."""
+        return Listener(
+            self.connect_params(),
+            [channel_name(self.prefix, name) for name in names],
+            application_name=application_name,
         )
 
     # -- job management -----------------------------------------------------------------
@@ -354,7 +360,7 @@ class Basic(SqlEngine):
 
     def retry_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
         changed = super().retry_jobs(conn, where, now)
-        self.notify(conn, INSERT, [{"queue": queue} for queue in changed.queues])
+        self.notify(conn, INSERT, [inserted(queue) for queue in changed.queues])
         return changed
 
 

@@ -23,10 +23,11 @@ from typing import ClassVar, NoReturn, cast
 
 from sqlalchemy.engine import Connection
 
+from ..attempt import execute_blocking
 from ..errors import EngineError
 from ..job import Job, JobState
-from ..runtime.executor import execute_blocking
-from .base import Ack, Capability, Changed, JobFilter
+from ..outcomes import Ack
+from .base import Capability, Changed, JobFilter
 
 __all__ = ["Inline"]
 
@@ -78,7 +79,7 @@ class Inline:
                 "attempt": job.attempt + 1,
                 "attempted_by": ["inline"],
                 "inserted_at": now,
-                "scheduled_at": job.scheduled_at or now,
+                "scheduled_at": job.scheduled_for(now),
                 "attempted_at": now,
             }
         )

@@ -21,9 +21,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import DatabaseError, SchemaError
 from ..job import Job, JobState
+from ..outcomes import Ack
 from ..schema import Json, oban_jobs
 from ..unique import UniqueSpec
-from .base import CANCELLABLE, NOT_RETRYABLE, Ack, Capability, Changed, JobFilter
+from .base import CANCELLABLE, NOT_RETRYABLE, Capability, Changed, JobFilter
 
 __all__ = ["SqlEngine", "translate_errors"]
 
@@ -228,7 +229,7 @@ class SqlEngine:
         values: dict[str, Any] = {}
         for name in fields:
             if name == "scheduled_at":
-                scheduled_at = job.scheduled_at or now
+                scheduled_at = job.scheduled_for(now)
                 values["scheduled_at"] = scheduled_at
                 # Moving an available/scheduled job in time moves its state too.
                 if existing.state in (JobState.AVAILABLE, JobState.SCHEDULED):
@@ -253,7 +254,7 @@ class SqlEngine:
 
     @staticmethod
     def _insert_values(job: Job, now: datetime) -> dict[str, Any]:
-        scheduled_at = job.scheduled_at or now
+        scheduled_at = job.scheduled_for(now)
         state = job.state
         if state is JobState.AVAILABLE and scheduled_at > now:
             state = JobState.SCHEDULED

@@ -1,171 +1,87 @@
 """LISTEN/NOTIFY on PostgreSQL: inserts and signals reach every node at once.
 
 Without it a producer only learns of new jobs at its next poll. The notifier
-holds one dedicated psycopg connection (never one of the SQLAlchemy pool's: a
-pooled connection would be reset and recycled under our LISTEN) and waits on
-it in a worker thread, a short while at a time, so that cancelling the
-runtime — under asyncio or trio — never waits longer than that timeout.
-
-Wire format, shared with Elixir Oban and oban-py so that the three wake each
-other when they share a database:
-
-* channel ``"{prefix}.oban_{name}"``, the prefix being the PostgreSQL schema of
-  ``oban_jobs`` (``"public"`` when none is set): ``public.oban_insert``,
-  ``public.oban_signal``, ``myschema.oban_insert``;
-* payload: a JSON object as text. Inserts send ``{"queue": "mailers"}``.
-  Signals ride ``oban_signal`` with ``{"action": ..., ...}`` as Elixir Oban
-  does: cancelling an executing job sends ``{"action": "pkill", "job_id": 42}``
-  in the cancelling transaction (see :func:`pkill`); pause/resume/scale are a
-  later feature. Peers may send base64-encoded gzip of the JSON instead;
-  :func:`decode` reads both.
+drives the engine's :class:`~oban.engines.listener.Listener` (a dedicated
+connection) from a worker thread, a short wait at a time, so that cancelling
+the runtime, under asyncio or trio, never waits longer than that timeout; it
+decodes each notice (:mod:`oban.engines.signals`) and calls the subscribers
+on the event loop.
 
 When the connection drops (server restart, ``pg_terminate_backend``, network)
 the notifier logs it, backs off with jitter and reconnects; meanwhile the
 producers keep polling, so nothing stops, it only gets slower. After every
-(re)connection the ``on_connect`` callback runs, which the runtime uses to wake
-all its producers once: notifications sent while nobody listened are lost.
+(re)connection the ``on_connect`` callbacks run, which the runtime uses to
+wake all its producers once: notifications sent while nobody listened are lost.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import gzip
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
-import orjson
 
-from ..backoff import error_pause
 from ..engines.base import Capability, Engine
+from ..engines.signals import INSERT, SIGNAL, channel_name, decode
+from .loops import Loop
 
-if TYPE_CHECKING:
-    import psycopg
-
-__all__ = [
-    "Notifier",
-    "channel_name",
-    "decode",
-    "encode",
-    "notifier_for",
-    "pkill",
-    "pkill_job_id",
-]
+__all__ = ["Notifier", "notifier_for"]
 
 logger = logging.getLogger("oban.notifier")
 
 Callback = Callable[[dict[str, Any]], None]
 
-# libpq settings (a URL's own win): a connection attempt gives up after a few
-# seconds, and TCP keepalives find a dead peer in about half a minute, so
-# neither a reconnect nor the heartbeat's SELECT 1 can hang for minutes (and
-# hold up shutdown, which waits for the notifier's thread).
-_LIVENESS: dict[str, Any] = {
-    "connect_timeout": 5,
-    "keepalives": 1,
-    "keepalives_idle": 15,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
 
-INSERT = "insert"
-SIGNAL = "signal"
+class Listening(Protocol):
+    """What the notifier needs of the engine's listener (see ``engines/listener.py``)."""
 
-PKILL = "pkill"
-"""The signal action that stops an executing job wherever it runs (Elixir Oban's name)."""
+    application_name: str
+    backend_pid: int | None
 
+    @property
+    def connected(self) -> bool: ...
 
-def pkill(job_id: int) -> dict[str, Any]:
-    """The ``oban_signal`` payload that stops job ``job_id`` on the node running it.
+    def connect(self) -> None: ...
 
-    The same object Elixir Oban sends after cancelling an executing job, so
-    a cancel from any of the peers reaches the others' nodes as well.
-    """
-    return {"action": PKILL, "job_id": job_id}
+    def receive(self, timeout: float) -> list[tuple[str, str]]: ...
 
-
-def pkill_job_id(payload: Mapping[str, Any]) -> int | None:
-    """The job id of a ``pkill`` signal; None for any other (or malformed) payload."""
-    if payload.get("action") != PKILL:
-        return None
-    job_id = payload.get("job_id")
-    if isinstance(job_id, bool) or not isinstance(job_id, int):
-        return None
-    return job_id
-
-
-def channel_name(prefix: str | None, name: str) -> str:
-    """The PostgreSQL channel for ``name`` (``insert``, ``signal``) under ``prefix``."""
-    return f"{prefix or 'public'}.oban_{name}"
-
-
-def encode(payload: Mapping[str, Any]) -> str:
-    """A payload as compact JSON text (what every peer can read)."""
-    return orjson.dumps(payload).decode()
-
-
-def decode(text: str) -> dict[str, Any] | None:
-    """Read a payload: plain JSON, or the base64 gzip that peers may send.
-
-    Returns ``None`` for anything that is not a JSON object: a stray NOTIFY
-    on our channel from some other program must not break the listener.
-    """
-    try:
-        if not text.lstrip().startswith("{"):
-            text = gzip.decompress(base64.b64decode(text, validate=True)).decode()
-        value = orjson.loads(text)
-    except (ValueError, binascii.Error, OSError, EOFError):
-        return None
-    return value if isinstance(value, dict) else None
+    def close(self) -> None: ...
 
 
 class Notifier:
     """Listens on the Oban channels of one prefix and calls back on the event loop.
 
     Args:
-        connect_params: keyword arguments for ``psycopg.connect`` (host,
-            dbname, user, ...), as SQLAlchemy's dialect derives them from the URL.
+        listener: the engine's blocking LISTEN connection.
         prefix: PostgreSQL schema of the Oban tables (channel names follow it).
-        application_name: shown in ``pg_stat_activity``, so operators (and
-            tests) can tell the notifier's connection apart.
         timeout: seconds one wait in the worker thread lasts; bounds how long
             stopping the runtime waits for the notifier.
         backoff: (first, longest) pause in seconds between reconnection attempts.
-        beat_interval: seconds of silence after which the connection is
-            checked with ``SELECT 1``, so a half-open TCP connection is found.
     """
 
     def __init__(
         self,
-        connect_params: Mapping[str, Any],
+        listener: Listening,
         *,
         prefix: str | None = None,
-        application_name: str = "oban_notifier",
         timeout: float = 0.1,
         backoff: tuple[float, float] = (0.1, 5.0),
-        beat_interval: float = 15.0,
     ) -> None:
-        self._connect_params = dict(connect_params)
+        self._listener = listener
         self.prefix = prefix
-        self.application_name = application_name[:63]  # PostgreSQL truncates at NAMEDATALEN - 1
         self.timeout = timeout
-        self.backoff = backoff
-        self.beat_interval = beat_interval
         self._subscribers: dict[str, list[Callback]] = defaultdict(list)
         self._on_connect: list[Callable[[], None]] = []
-        self._conn: psycopg.Connection[Any] | None = None
-        self._last_beat = 0.0
         # One thread of our own: a long wait must never take a database thread.
         self._limiter = anyio.CapacityLimiter(1)
+        self._loop = Loop(
+            "the notifier", self._step, interval=0, error_backoff=backoff, on_error=self._failed
+        )
         self.connections = 0
         """How many times a connection was made and LISTEN issued (1 + reconnections)."""
-        self.backend_pid: int | None = None
-        """The server process id of the current connection, None while disconnected."""
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -178,87 +94,50 @@ class Notifier:
         self._on_connect.append(callback)
 
     @property
+    def application_name(self) -> str:
+        return self._listener.application_name
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process id of the current connection, None while disconnected."""
+        return self._listener.backend_pid
+
+    @property
     def listening(self) -> bool:
         """Whether LISTEN is in effect on a live connection right now."""
-        return self._conn is not None and not self._conn.closed
+        return self._listener.connected
 
     # -- the task -------------------------------------------------------------------
 
     async def run(self) -> None:
         """Listen until cancelled; reconnect with back-off when the connection drops."""
-        failures = 0
         try:
-            while True:
-                try:
-                    if self._conn is None:
-                        await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
-                        if failures:
-                            logger.info("notifier reconnected after %d failed attempt(s)", failures)
-                        failures = 0
-                        for callback in self._on_connect:
-                            callback()
-                    notices = await anyio.to_thread.run_sync(self._receive, limiter=self._limiter)
-                except Exception as exc:
-                    failures += 1
-                    pause = error_pause(failures, self.backoff)
-                    logger.warning(
-                        "notifier connection failed (%s); reconnecting in %.2fs, "
-                        "producers keep polling",
-                        exc,
-                        pause,
-                    )
-                    self._discard()
-                    await anyio.sleep(pause)
-                    continue
-                for channel, payload in notices:
-                    self._dispatch(channel, payload)
+            await self._loop.run()
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._discard, limiter=self._limiter)
+                await anyio.to_thread.run_sync(self._listener.close, limiter=self._limiter)
 
-    # -- in the worker thread ---------------------------------------------------------
+    async def _step(self) -> None:
+        if not self._listener.connected:
+            await anyio.to_thread.run_sync(self._listener.connect, limiter=self._limiter)
+            self.connections += 1
+            if self._loop.failures:
+                logger.info("notifier reconnected after %d failed attempt(s)", self._loop.failures)
+            for callback in self._on_connect:
+                callback()
+        notices = await anyio.to_thread.run_sync(
+            self._listener.receive, self.timeout, limiter=self._limiter
+        )
+        for channel, text in notices:
+            self._dispatch(channel, text)
 
-    def _connect(self) -> None:
-        import psycopg
-        from psycopg import sql
-
-        params = {**_LIVENESS, **self._connect_params}
-        conn = psycopg.connect(**params, autocommit=True, application_name=self.application_name)
-        try:
-            for channel in self._subscribers:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        self._last_beat = time.monotonic()
-        self.backend_pid = conn.info.backend_pid
-        self.connections += 1
-
-    def _receive(self) -> list[tuple[str, str]]:
-        conn = self._conn
-        if conn is None:
-            return []
-        if time.monotonic() - self._last_beat > self.beat_interval:
-            conn.execute("SELECT 1")
-            self._last_beat = time.monotonic()
-        # stop_after=1: return as soon as something arrived (with whatever came
-        # along in the same read) instead of sitting out the whole timeout.
-        notices = [
-            (n.channel, n.payload) for n in conn.notifies(timeout=self.timeout, stop_after=1)
-        ]
-        if notices:
-            self._last_beat = time.monotonic()
-        return notices
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        self.backend_pid = None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                logger.debug("closing the notifier connection failed", exc_info=True)
+    def _failed(self, exc: Exception, pause: float) -> None:
+        logger.warning(
+            "notifier connection failed (%s); reconnecting in %.2fs, producers keep polling",
+            exc,
+            pause,
+        )
+        self._listener.close()
 
     # -- on the loop ------------------------------------------------------------------
 
@@ -280,11 +159,15 @@ def _call(callback: Callback, payload: dict[str, Any], channel: str) -> None:
 
 
 def notifier_for(engine: Engine, *, application_name: str) -> Notifier | None:
-    """The notifier of an engine that declares ``NOTIFY`` (Basic), else None."""
+    """A notifier for an engine that declares ``NOTIFY`` (Basic), else None.
+
+    Such an engine offers ``listener(names, application_name=...)``, a
+    blocking LISTEN connection on its channels for ``insert`` and ``signal``.
+    """
     if Capability.NOTIFY not in engine.capabilities:
         return None
-    make = getattr(engine, "notifier", None)
+    make = getattr(engine, "listener", None)
     if not callable(make):
         return None
-    notifier = make(application_name=application_name)
-    return notifier if isinstance(notifier, Notifier) else None
+    listener: Listening = make([INSERT, SIGNAL], application_name=application_name)
+    return Notifier(listener, prefix=getattr(engine, "prefix", None))

@@ -17,8 +17,7 @@ import orjson
 import pytest
 
 from oban import Capability, Engine, Job, JobState
-from oban.engines import Ack
-from oban.outcomes import error_entry
+from oban.outcomes import Ack, error_entry
 from tests.engines import workers
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)

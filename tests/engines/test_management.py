@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from oban import Capability, Engine, Job, JobState, JobValidationError, Oban
-from oban.engines import Ack
 from oban.engines.base import Changed, JobFilter
-from oban.outcomes import error_entry
+from oban.outcomes import Ack, error_entry
 from tests.engines import workers
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)

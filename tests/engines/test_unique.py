@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from oban import Capability, Engine, Job, JobState
-from oban.engines import Ack
 from oban.engines.sql import SqlEngine
+from oban.outcomes import Ack
 from oban.schema import oban_jobs
 from tests.engines.test_conformance import NOW, WORKER, fetch, get, insert, stage
 

@@ -12,9 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from oban import Capability, DatabaseError, Job, JobState, SchemaError
-from oban.engines import Ack
 from oban.engines.basic import Basic
-from oban.outcomes import error_entry
+from oban.outcomes import Ack, error_entry
 from tests.postgres.support import table
 
 pytestmark = pytest.mark.postgres

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from oban import Job, JobState, Oban
 from oban.engines.basic import Basic
+from oban.engines.signals import channel_name
 from oban.job import utc_now
-from oban.runtime.notifier import channel_name
 from oban.runtime.runtime import Runtime
 from tests.conftest import wait_for
 from tests.postgres.support import table, wait_async

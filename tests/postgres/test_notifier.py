@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from oban import Oban
-from oban.runtime.notifier import Notifier, channel_name, decode, encode
+from oban.engines.signals import channel_name, decode, encode
+from tests.introspection import notifier_of
 from tests.postgres.support import wait_async
 from tests.postgres.workers import SEEN, AsyncNote, Note
 
@@ -40,13 +41,6 @@ def test_payloads_are_plain_json_and_peers_compressed_form_is_read() -> None:
     assert decode("[1, 2]") is None
 
 
-def _notifier(instance: Oban) -> Notifier:
-    runtime = instance._runtime
-    assert runtime is not None
-    assert runtime.notifier is not None
-    return runtime.notifier
-
-
 def _listener_pid(bind: sa.Engine, application_name: str) -> int | None:
     """The server pid of the notifier's connection once its LISTEN is in effect."""
     with bind.connect() as conn:
@@ -67,7 +61,7 @@ async def test_an_insert_on_another_node_wakes_the_producer(
     worker_node = make_oban(queues={"default": 3}, node=f"w-{uuid.uuid4().hex[:8]}", **SLOW_POLL)
     inserting_node = make_oban(name="inserting-node")  # no queues: it only enqueues
     async with worker_node:
-        notifier = _notifier(worker_node)
+        notifier = notifier_of(worker_node)
         await wait_async(lambda: notifier.listening and notifier.connections == 1)
         jobs = await inserting_node.enqueue_many_async(
             [Note.new({"n": 1}), AsyncNote.new({"n": 2})]
@@ -82,7 +76,7 @@ async def test_killing_the_notifier_connection_it_reconnects_and_jobs_keep_flowi
     worker_node = make_oban(queues={"default": 5}, node=node, **SLOW_POLL)
     inserting_node = make_oban(name="inserting-node")
     async with worker_node:
-        notifier = _notifier(worker_node)
+        notifier = notifier_of(worker_node)
         assert notifier.application_name == f"oban_notifier:{node}"
         await wait_async(lambda: _listener_pid(pg_bind, notifier.application_name) is not None)
         first_pid = _listener_pid(pg_bind, notifier.application_name)
@@ -122,7 +116,7 @@ async def test_a_notice_on_our_channel_that_is_not_json_is_ignored(
     worker_node = make_oban(queues={"default": 1}, node=f"j-{uuid.uuid4().hex[:8]}", **SLOW_POLL)
     inserting_node = make_oban(name="inserting-node")
     async with worker_node:
-        notifier = _notifier(worker_node)
+        notifier = notifier_of(worker_node)
         await wait_async(lambda: notifier.listening)
         with pg_bind.connect() as conn:
             conn.execute(

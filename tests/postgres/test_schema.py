@@ -18,9 +18,8 @@ from psycopg.types.json import Jsonb
 
 import oban
 from oban import ConfigError, Job, JobState, Oban
-from oban.engines import Ack
 from oban.engines.basic import Basic
-from oban.outcomes import error_entry
+from oban.outcomes import Ack, error_entry
 from tests.conftest import wait_for
 from tests.postgres.support import table
 from tests.postgres.workers import SEEN, Explode, Note

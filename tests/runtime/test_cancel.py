@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from oban import Job, JobState, Oban
 from tests.conftest import wait_for
+from tests.introspection import runtime_of
 from tests.runtime.cancel_workers import STOPS, AsyncWaits, Quick, SyncPolls, SyncStubborn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,8 +177,7 @@ async def test_a_stop_signal_alone_ends_the_attempt_as_cancelled(
     async with oban:
         job = await oban.enqueue_async(AsyncWaits.new({}))
         await running(oban, job)
-        runtime = oban._runtime
-        assert runtime is not None
+        runtime = runtime_of(oban)
         runtime.notify_cancel([job.id or 0])
         await wait_until(lambda: STOPS.how(job.id) is not None, what="the job stopped")
         assert STOPS.how(job.id) == "cancelled"
@@ -236,8 +236,7 @@ def test_a_cancel_in_the_callers_session_acts_on_commit_only(
         job = oban.enqueue(AsyncWaits.new({}))
         wait_for(lambda: STOPS.started(job.id), message="the job started")
 
-        runtime = oban._runtime
-        assert runtime is not None
+        runtime = runtime_of(oban)
         checks = runtime.cancel_checks
         with Session(oban.bind) as session:
             assert oban.cancel_job(job.id or 0, conn=session) is True

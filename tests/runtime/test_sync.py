@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oban import JobState, Oban
+from oban import AlreadyRunningError, JobState, NotRunningError, Oban
 from tests.conftest import wait_for
 from tests.runtime import workers
 from tests.runtime.workers import Effects
@@ -118,3 +118,20 @@ def test_an_instance_can_be_started_again_after_stop(
     assert sorted(job_id for _, job_id, _ in effects.runs) == sorted(
         [first.id or 0, stopped.id or 0]
     )
+
+
+@backends
+def test_starting_twice_says_it_is_running_and_the_first_run_goes_on(
+    make_oban: Callable[..., Oban], effects: Effects, backend: str
+) -> None:
+    oban = make_oban(queues={"default": 2}, backend=backend)
+    oban.start()
+    try:
+        with pytest.raises(AlreadyRunningError, match="is already running: stop it"):
+            oban.start()
+        job = oban.enqueue(workers.Complete.new({}))
+        assert wait_final(oban, job.id) is JobState.COMPLETED
+    finally:
+        oban.stop()
+    with pytest.raises(NotRunningError, match="was not started"):
+        oban.stop()

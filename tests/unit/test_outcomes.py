@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from oban import Cancel, Job, JobState, Record, Snooze
-from oban.engines.base import Ack
-from oban.outcomes import MAX_DELAY, outcome
+from oban.outcomes import MAX_DELAY, Ack, outcome
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
 BACKOFF = 42

@@ -446,7 +446,9 @@ def test_resolve_helper_objects_that_are_not_workers(attr: str) -> None:
 
 
 def test_a_misspelt_decorator_option_names_itself() -> None:
-    with pytest.raises(TypeError, match=r"unknown worker option 'queu'; valid options: queue"):
+    with pytest.raises(
+        JobValidationError, match=r"unknown worker option 'queu'; valid options: queue"
+    ):
 
         @worker(queu="mailers")  # type: ignore[call-arg]
         class Misspelt:

@@ -16,9 +16,8 @@ import anyio
 import pytest
 
 from oban import Cancel, Job, JobState, Record, Snooze, worker
-from oban.engines.base import Ack
-from oban.outcomes import outcome
-from oban.runtime.executor import execute, execute_blocking
+from oban.attempt import execute, execute_blocking
+from oban.outcomes import Ack, outcome
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 

@@ -1,8 +1,12 @@
-"""Running one attempt of a job: resolve its worker, call it, decide the outcome.
+"""One attempt of a job: resolve its worker, call it, decide the outcome.
 
-``async def process`` runs on the event loop; ``def process`` runs in a worker
-thread under the queue's limiter, so a slow sync job never blocks the loop.
-The same code serves the runtime and the Inline engine.
+Two ways in, one set of rules (timeouts, cancellation, the outcome):
+:func:`execute` inside an event loop, for the runtime, where ``async def
+process`` runs on the loop and ``def process`` in a worker thread under the
+queue's limiter, so a slow sync job never blocks the loop; and
+:func:`execute_blocking` in the calling thread, for the Inline engine. It
+sits below the engines and the runtime so both use it without either
+importing the other.
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 
-from ..backoff import default_backoff
-from ..engines.base import Ack
-from ..errors import EngineError, JobTimeoutError
-from ..job import Job
-from ..outcomes import outcome
-from ..worker import resolve_worker, worker_spec
+from .backoff import default_backoff
+from .errors import EngineError, JobTimeoutError
+from .job import Job
+from .outcomes import Ack, outcome
+from .worker import resolve_worker, worker_spec
 
-__all__ = ["execute", "execute_blocking"]
+__all__ = ["execute", "execute_blocking", "runs_on_loop", "timeout_for"]
 
 logger = logging.getLogger("oban")
 
@@ -84,6 +87,15 @@ def timeout_for(instance: object, job: Job) -> float | None:
             f"or None, got {value!r}"
         )
     return float(value)
+
+
+def runs_on_loop(job: Job) -> bool:
+    """Whether ``job``'s worker is ``async def`` (cancellable on the loop), not a thread."""
+    try:
+        process = getattr(resolve_worker(job.worker), "process", None)
+    except Exception:
+        return True  # no worker: nothing is running in a thread
+    return inspect.iscoroutinefunction(process)
 
 
 def _timed_out(job: Job, limit: float, *, in_thread: bool) -> JobTimeoutError:

@@ -1,0 +1,132 @@
+"""The one loop every repeating task of the runtime runs on.
+
+Fetching, acking, staging, the cancel check and the notifier all do the same
+thing: wait for a nudge or an interval, do one step, and on an error log it,
+back off with jitter and go on. Written once here, so every loop survives a
+database that goes away in the same way, and a new task (pruner, lifeline,
+cron, ...) is one ``tick`` function on this helper, never a loop of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ..backoff import error_pause
+
+__all__ = ["Loop"]
+
+logger = logging.getLogger("oban")
+
+Tick = Callable[[], Awaitable[None]]
+OnError = Callable[[Exception, float], None]
+
+
+def _log_error(name: str) -> OnError:
+    def log(exc: Exception, pause: float) -> None:
+        logger.error("%s failed; retrying in %.2fs", name, pause, exc_info=exc)
+
+    return log
+
+
+class Loop:
+    """Runs ``tick()`` over and over until stopped or cancelled.
+
+    Between ticks it waits for :meth:`wake` or ``interval`` seconds, whichever
+    comes first; ``interval=None`` waits for a wake only, ``0`` runs the ticks
+    back to back (for a tick that itself blocks, such as a LISTEN). With
+    ``jitter`` (0.1 = ±10 %) each wait is spread so that nodes started
+    together do not tick in step. ``immediate`` ticks once before the first
+    wait.
+
+    A tick that raises is logged (``on_error(exc, pause)``, by default an
+    error record on the ``oban`` logger with the traceback), then the loop
+    pauses (``error_backoff``: first and longest pause, growing with each
+    failure in a row, jittered) and ticks again at once, without waiting for a
+    wake: a step that failed is retried, not skipped.
+
+    ``leader_only`` loops skip their tick while ``is_leader()`` says this node
+    does not lead (the work of one node for the whole cluster: staging,
+    pruning, rescue, cron).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tick: Tick,
+        *,
+        interval: float | None,
+        jitter: float = 0.0,
+        immediate: bool = False,
+        error_backoff: tuple[float, float] = (0.1, 5.0),
+        leader_only: bool = False,
+        is_leader: Callable[[], bool] = lambda: True,
+        on_error: OnError | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self._tick = tick
+        self.interval = interval
+        self.jitter = jitter
+        self.immediate = immediate
+        self.error_backoff = error_backoff
+        self.leader_only = leader_only
+        self._is_leader = is_leader
+        self._on_error = on_error or _log_error(name)
+        self._rand = rand
+        self._wakeup = anyio.Event()
+        self._stopped = False
+        self.ticks = 0
+        """How many ticks ran to the end without an error (for tests and metrics)."""
+        self.failures = 0
+        """How many ticks in a row have failed; 0 after a success."""
+
+    def wake(self) -> None:
+        """Tick now rather than at the end of the current wait."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Let :meth:`run` return after the tick in progress (if any)."""
+        self._stopped = True
+        self._wakeup.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def next_wait(self) -> float | None:
+        """The seconds of the next wait between ticks: ``interval`` with its jitter."""
+        if self.interval is None or not self.jitter:
+            return self.interval
+        return max(0.0, self.interval * (1 + self.jitter * (2 * self._rand() - 1)))
+
+    async def _wait(self) -> None:
+        with anyio.move_on_after(self.next_wait()):
+            await self._wakeup.wait()
+        self._wakeup = anyio.Event()
+
+    async def run(self) -> None:
+        """Tick until :meth:`stop` (returns) or cancellation (raises it)."""
+        pending = self.immediate
+        while True:
+            if not pending:
+                await self._wait()
+            if self._stopped:  # stop() also ends the wait
+                return
+            pending = False
+            if self.leader_only and not self._is_leader():
+                continue
+            try:
+                await self._tick()
+            except Exception as exc:  # every loop survives errors: log, back off, go on
+                self.failures += 1
+                pause = error_pause(self.failures, self.error_backoff)
+                self._on_error(exc, pause)
+                await anyio.sleep(pause)
+                pending = True
+                continue
+            self.failures = 0
+            self.ticks += 1

@@ -1,0 +1,168 @@
+"""The producer: one per queue, fetching at most ``limit - running`` jobs and running them.
+
+It fetches when woken (a local insert, the stager, a NOTIFY, a finished job
+when the last fetch was full) or at its poll interval. The fetch is shielded
+from cancellation: rows that were claimed always reach the executor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+
+from ..attempt import execute, runs_on_loop
+from ..config import RuntimeConfig
+from ..job import Job, JobState
+from ..outcomes import Ack, error_entry
+from .database import Database
+from .loops import Loop
+
+__all__ = ["Producer"]
+
+Clock = Callable[[], datetime]
+
+
+class Producer:
+    """Fetches and runs the jobs of one queue, at most ``limit`` at a time.
+
+    Args:
+        put_ack: hands each finished attempt to the acker.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        database: Database,
+        config: RuntimeConfig,
+        clock: Clock,
+        put_ack: Callable[[Ack], None],
+    ) -> None:
+        self.queue = queue
+        self.limit = limit
+        self.uuid = str(uuid.uuid4())
+        self._database = database
+        self._config = config
+        self._clock = clock
+        self._put_ack = put_ack
+        self.running: dict[int, Job] = {}
+        self.scopes: dict[int, anyio.CancelScope] = {}
+        self.killed: set[int] = set()
+        """Running jobs cancelled while executing: their row is already ``cancelled``."""
+        self.threads = anyio.CapacityLimiter(limit)
+        self._maybe_more = True
+        self._cancelling = False
+        self._drained = anyio.Event()
+        self._jobs: TaskGroup | None = None
+        self.loop = Loop(
+            f"fetching from queue {queue!r}",
+            self._fetch,
+            interval=config.poll_interval,
+            error_backoff=config.error_backoff,
+        )
+
+    def notify(self) -> None:
+        """New jobs may be available: fetch now instead of at the next poll."""
+        self._maybe_more = True
+        self.loop.wake()
+
+    def stop_fetching(self) -> None:
+        self.loop.stop()
+
+    def cancel_running(self) -> None:
+        # Jobs that start after this (fetched while stopping, or started but not
+        # yet scheduled) are cancelled as they begin, so none outlives shutdown.
+        self._cancelling = True
+        for scope in self.scopes.values():
+            scope.cancel()
+
+    def kill(self, job_id: int) -> bool:
+        """Stop a running job that was cancelled; False if it is not running here.
+
+        ``job.cancelled()`` becomes true for any job; an ``async def`` job is
+        also cancelled at once. A ``def`` job's thread cannot be interrupted:
+        it keeps its slot until ``process`` returns, which a cooperative
+        worker does at its next check of ``job.cancelled()``.
+        """
+        job = self.running.get(job_id)
+        if job is None or job_id in self.killed:
+            return False
+        self.killed.add(job_id)
+        if job._cancellation is not None:
+            job._cancellation.set()
+        scope = self.scopes.get(job_id)
+        # Not started yet (no scope): _execute sees `killed` and never starts it.
+        if scope is not None and (job._cancellation is None or runs_on_loop(job)):
+            scope.cancel()
+        return True
+
+    def running_ids(self) -> list[int]:
+        """Ids of the jobs running here that were not cancelled yet."""
+        return [job_id for job_id in self.running if job_id not in self.killed]
+
+    async def wait_drained(self) -> None:
+        if self.running:
+            await self._drained.wait()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as jobs:
+            self._jobs = jobs
+            await self.loop.run()
+
+    async def _fetch(self) -> None:
+        demand = self.limit - len(self.running)
+        if self.loop.stopped or demand <= 0 or self._jobs is None:
+            return
+        self._maybe_more = False
+        # Shielded: claimed rows must reach the executor, never be dropped.
+        with anyio.CancelScope(shield=True):
+            fetched = await self._database.run(
+                self._database.engine.fetch_jobs,
+                self.queue,
+                demand,
+                [self._config.node, self.uuid],
+                self._clock(),
+            )
+        if len(fetched) == demand:
+            self.notify()
+        for job in fetched:
+            self.running[job.id or 0] = job
+            if self._drained.is_set():  # keep the event a waiter already holds
+                self._drained = anyio.Event()
+            self._jobs.start_soon(self._execute, job)
+
+    async def _execute(self, job: Job) -> None:
+        job_id = job.id or 0
+        ack: Ack | None = None
+        with anyio.CancelScope() as scope:
+            self.scopes[job_id] = scope
+            if self._cancelling or job_id in self.killed:
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # never starts the job
+            ack = await execute(job, limiter=self.threads, clock=self._clock)
+        if job_id in self.killed:
+            # Cancelled while executing: the row is already `cancelled`, so this
+            # ack (applied only while the row still executes this attempt)
+            # changes nothing, and must never put the job back as available.
+            now = self._clock()
+            entry = error_entry(job.attempt, now, "cancelled while executing")
+            ack = Ack(job_id, job.attempt, JobState.CANCELLED, now, error=entry)
+        elif scope.cancelled_caught or ack is None:
+            # Stopped by shutdown: back to available, the attempt not counted.
+            now = self._clock()
+            entry = error_entry(job.attempt, now, "interrupted: Oban stopped while the job ran")
+            ack = Ack(job_id, job.attempt, JobState.AVAILABLE, now, error=entry)
+        self.killed.discard(job_id)
+        del self.scopes[job_id]
+        del self.running[job_id]
+        self._put_ack(ack)
+        if not self.running:
+            self._drained.set()
+        if self._maybe_more:
+            self.loop.wake()

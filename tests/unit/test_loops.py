@@ -1,0 +1,180 @@
+"""The one loop helper every repeating task of the runtime runs on (asyncio and trio).
+
+What each loop relies on: a wake ticks at once; an interval ticks without one;
+a failing tick is logged and retried after a growing pause instead of killing
+the loop; leader-only work is skipped off the leader; stop ends the loop after
+the tick in progress. No timing is asserted: the tests wait for conditions
+(``wait_all_tasks_blocked``, counters with a deadline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from oban.runtime.loops import Loop
+
+pytestmark = pytest.mark.anyio
+
+FAST_BACKOFF = (0.001, 0.002)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    with anyio.move_on_after(10):
+        while not condition():  # noqa: ASYNC110 - the loop under test sets it
+            await anyio.sleep(0.001)
+        return
+    pytest.fail(f"not within 10s: {what}")
+
+
+class Ticks:
+    """A tick that counts its calls and raises while ``failing`` is above 0."""
+
+    def __init__(self, failing: int = 0) -> None:
+        self.calls = 0
+        self.failing = failing
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.failing > 0:
+            self.failing -= 1
+            raise RuntimeError(f"database down (call {self.calls})")
+
+
+async def test_a_wake_ticks_and_without_one_nothing_happens() -> None:
+    tick = Ticks()
+    loop = Loop("test loop", tick, interval=None)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        await anyio.wait_all_tasks_blocked()
+        assert tick.calls == 0
+        loop.wake()
+        await until(lambda: tick.calls == 1, "one tick after a wake")
+        await anyio.wait_all_tasks_blocked()
+        assert tick.calls == 1
+        assert loop.ticks == 1
+        loop.stop()
+
+
+async def test_immediate_ticks_once_at_start() -> None:
+    tick = Ticks()
+    loop = Loop("test loop", tick, interval=None, immediate=True)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        await until(lambda: tick.calls == 1, "the first tick")
+        await anyio.wait_all_tasks_blocked()
+        assert tick.calls == 1
+        loop.stop()
+
+
+async def test_an_interval_ticks_again_without_a_wake() -> None:
+    tick = Ticks()
+    loop = Loop("test loop", tick, interval=0.001)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        await until(lambda: tick.calls >= 3, "three ticks on the interval alone")
+        loop.stop()
+
+
+async def test_a_failing_tick_is_logged_and_retried_until_it_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="oban")
+    tick = Ticks(failing=3)
+    loop = Loop("staging scheduled jobs", tick, interval=None, error_backoff=FAST_BACKOFF)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        loop.wake()  # one wake; the retries need none
+        await until(lambda: loop.ticks == 1, "a tick that worked after three failures")
+        assert tick.calls == 4
+        assert loop.failures == 0
+        loop.stop()
+    failures = [r for r in caplog.records if r.getMessage().startswith("staging scheduled jobs")]
+    assert len(failures) == 3
+    assert "failed; retrying in" in failures[0].getMessage()
+    assert failures[0].exc_info is not None
+    assert "database down (call 1)" in str(failures[0].exc_info[1])
+
+
+async def test_failures_in_a_row_lengthen_the_pause_and_reach_on_error() -> None:
+    seen: list[tuple[str, float]] = []
+    tick = Ticks(failing=4)
+    loop = Loop(
+        "test loop",
+        tick,
+        interval=None,
+        immediate=True,
+        error_backoff=(0.001, 0.004),
+        on_error=lambda exc, pause: seen.append((str(exc), pause)),
+    )
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        await until(lambda: loop.ticks == 1, "the tick after four failures")
+        loop.stop()
+    assert [message for message, _ in seen] == [f"database down (call {n})" for n in range(1, 5)]
+    pauses = [pause for _, pause in seen]
+    assert all(0 < pause <= 0.004 for pause in pauses)  # never past the longest pause
+    assert max(pauses) > min(pauses)
+
+
+async def test_leader_only_work_is_skipped_off_the_leader() -> None:
+    leading = False
+    tick = Ticks()
+    loop = Loop("test loop", tick, interval=None, leader_only=True, is_leader=lambda: leading)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        loop.wake()
+        await anyio.wait_all_tasks_blocked()
+        assert tick.calls == 0
+        leading = True
+        loop.wake()
+        await until(lambda: tick.calls == 1, "a tick once leading")
+        loop.stop()
+
+
+async def test_stop_returns_after_the_tick_in_progress() -> None:
+    started = anyio.Event()
+    release = anyio.Event()
+    finished: list[bool] = []
+
+    async def slow_tick() -> None:
+        started.set()
+        await release.wait()
+        finished.append(True)
+
+    loop = Loop("test loop", slow_tick, interval=None, immediate=True)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        await started.wait()
+        loop.stop()
+        release.set()
+    assert finished == [True]
+    assert loop.ticks == 1
+
+
+async def test_stop_before_the_first_tick_never_ticks() -> None:
+    tick = Ticks()
+    loop = Loop("test loop", tick, interval=60.0)
+    loop.stop()
+    await loop.run()
+    assert tick.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("interval", "jitter", "rand", "expected"),
+    [
+        (None, 0.1, 0.0, None),
+        (2.0, 0.0, 0.0, 2.0),
+        (2.0, 0.1, 0.0, 1.8),
+        (2.0, 0.1, 0.5, 2.0),
+        (2.0, 0.1, 1.0, 2.2),
+    ],
+)
+def test_jitter_spreads_the_wait_around_the_interval(
+    interval: float | None, jitter: float, rand: float, expected: float | None
+) -> None:
+    loop = Loop("test loop", Ticks(), interval=interval, jitter=jitter, rand=lambda: rand)
+    assert loop.next_wait() == pytest.approx(expected)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def postgres_url_or_skip() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
+    """The test PostgreSQL URL (see :func:`postgres_url_or_skip`)."""
     return postgres_url_or_skip()
 
 
@@ -99,6 +101,70 @@ def oban_factory(url: str, **defaults: Any) -> Iterator[Callable[..., oban.Oban]
 
     yield make
     for instance in made:
-        if instance.is_running and instance._portal is not None:
-            instance.stop(grace=0)
+        if instance.is_running:
+            # NotRunningError: started with start_async(), not start(); its own
+            # event loop stops it (``async with`` does), this thread cannot.
+            with suppress(oban.NotRunningError):
+                instance.stop(grace=0)
         instance.close()
+
+
+@dataclass
+class SqlDatabase:
+    """One test's migrated database, as the ``database`` fixture hands it out."""
+
+    kind: str
+    """The param id: ``"lite"`` (a SQLite file) or ``"basic"`` (a PostgreSQL schema)."""
+    prefix: str | None
+    """The PostgreSQL schema the Oban tables are in (the Oban ``prefix``); None on SQLite."""
+    bind: sa.Engine
+    """A SQLAlchemy engine of the test's own, for its own SQL (reading rows, transactions)."""
+    jobs_table: str
+    """The jobs table, quoted for the test's own SQL: ``oban_jobs`` or ``"<prefix>".oban_jobs``."""
+    make_oban: Callable[..., oban.Oban]
+    """Build an ``Oban`` on this database: ``oban_options``, then the keyword arguments given."""
+
+
+@pytest.fixture
+def oban_options() -> dict[str, Any]:
+    """Default options of the instances ``database.make_oban()`` builds: none.
+
+    A test module (or class) that wants others, such as short poll and stage
+    intervals, overrides this fixture.
+    """
+    return {}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("lite", id="lite"),
+        pytest.param("basic", id="basic", marks=pytest.mark.postgres),
+    ]
+)
+def database(request: pytest.FixtureRequest, oban_options: dict[str, Any]) -> Iterator[SqlDatabase]:
+    """Runs the test on Lite and on Basic: a fresh migrated SQLite file, or a fresh
+    migrated PostgreSQL schema used as the Oban ``prefix`` (dropped after the test).
+
+    Instances built with ``make_oban`` are stopped (if still running) and closed
+    after the test, before the schema is dropped. Basic skips without a server
+    (fails under ``CI=true``).
+    """
+    prefix: str | None = None
+    own_bind: sa.Engine | None = None
+    if request.param == "lite":
+        url: str = request.getfixturevalue("sqlite_url")
+        # The timeout waits out a running instance's write lock instead of failing.
+        bind = own_bind = sa.create_engine(url, connect_args={"timeout": 30})
+        jobs_table = "oban_jobs"
+    else:
+        from tests.postgres.support import fresh_schema, table
+
+        schema = fresh_schema(request)  # its finalizer drops the schema after this teardown
+        assert schema.prefix is not None
+        url, prefix, bind = request.getfixturevalue("postgres_url"), schema.prefix, schema.bind
+        jobs_table = table(prefix)
+    defaults = oban_options if prefix is None else {"prefix": prefix, **oban_options}
+    with oban_factory(url, **defaults) as make:
+        yield SqlDatabase(request.param, prefix, bind, jobs_table, make)
+    if own_bind is not None:
+        own_bind.dispose()

@@ -37,7 +37,10 @@ class Capability(str, enum.Enum):
     TRANSACTIONAL = "transactional"
     """Enqueue can join the caller's own transaction (``conn=``)."""
     NOTIFY = "notify"
-    """Inserts and signals reach other processes at once (no polling delay)."""
+    """Inserts and signals reach other processes at once (no polling delay): the
+    engine sends them in the changing transaction and offers
+    ``listener(names, application_name=...)``, a blocking LISTEN connection
+    (:class:`~oban.engines.listener.Listener`) that the runtime's notifier drives."""
     INLINE = "inline"
     """Jobs run inside ``enqueue``, before it returns."""
     UNIQUE = "unique"

@@ -628,7 +628,13 @@ def test_ack_of_an_unknown_id_is_harmless(engine: Engine) -> None:
 
 @persistent
 def test_ack_of_nothing_is_harmless(engine: Engine) -> None:
+    job = executing(engine)
+    waiting = insert_one(engine, Job(WORKER, queue="waiting"))
+    before = [row(get(engine, job.id)), row(get(engine, waiting.id))]
+
     ack(engine)
+
+    assert [row(get(engine, job.id)), row(get(engine, waiting.id))] == before
 
 
 # -- stage -------------------------------------------------------------------------

@@ -43,7 +43,8 @@ async def wait_async_for(
 def fresh_schema(request: pytest.FixtureRequest) -> Basic:
     """A Basic engine in a new, migrated schema, dropped when the test ends.
 
-    The conformance suite's factory (``tests/engines/conftest.py``) calls this.
+    The conformance suite's factory (``tests/engines/conftest.py``) and the
+    ``database`` fixture (``tests/conftest.py``) call this.
     """
     url = request.getfixturevalue("postgres_url")  # skips (or fails under CI) without a server
     schema = f"oban_c_{uuid.uuid4().hex[:12]}"

@@ -6,7 +6,8 @@ is delivered on commit and never on rollback, and every node's notifier hears
 it. The running nodes here check the database for cancels only every 60 s,
 so a stop within the test's deadline was caused by the notification.
 
-The ``conn=`` tests run on Basic and on Lite (a SQLite file) alike.
+The ``conn=`` tests that run on Lite as well are in
+``tests/runtime/test_transactional_management.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from oban import Job, JobState, Oban
 from oban.engines.basic import Basic
 from oban.engines.signals import channel_name
 from oban.job import utc_now
-from oban.runtime.runtime import Runtime
 from tests.conftest import wait_for
+from tests.introspection import notifier_of, runtime_of
 from tests.postgres.support import table, wait_async
 from tests.postgres.workers import Note
 from tests.runtime.cancel_workers import STOPS, AsyncWaits, SyncPolls
@@ -47,12 +48,6 @@ def _stops() -> Iterator[None]:
     yield
     STOPS.release.set()
     STOPS.reset()
-
-
-def _runtime(instance: Oban) -> Runtime:
-    runtime = instance._runtime
-    assert runtime is not None
-    return runtime
 
 
 def _claim(instance: Oban, count: int) -> list[Job]:
@@ -134,9 +129,8 @@ async def test_a_cancel_on_another_node_stops_the_job_where_it_runs(
     runner = make_oban(queues={"default": 2}, node=f"r-{uuid.uuid4().hex[:8]}", **SLOW)
     other = make_oban(name="other-node")  # never started: its cancel reaches no runtime directly
     async with runner:
-        runtime = _runtime(runner)
-        notifier = runtime.notifier
-        assert notifier is not None
+        runtime = runtime_of(runner)
+        notifier = notifier_of(runner)
         await wait_async(lambda: notifier.listening)
         job = await runner.enqueue_async(kind.new({}))  # type: ignore[attr-defined]
         await wait_async(lambda: STOPS.started(job.id))
@@ -162,8 +156,7 @@ async def test_a_peers_cancel_and_pkill_stop_the_job(
     """As Elixir Oban cancels: UPDATE the row, pg_notify the signal (peers may compress it)."""
     runner = make_oban(queues={"default": 1}, node=f"p-{uuid.uuid4().hex[:8]}", **SLOW)
     async with runner:
-        notifier = _runtime(runner).notifier
-        assert notifier is not None
+        notifier = notifier_of(runner)
         await wait_async(lambda: notifier.listening)
         job = await runner.enqueue_async(AsyncWaits.new({}))
         await wait_async(lambda: STOPS.started(job.id))
@@ -201,8 +194,7 @@ def test_a_cancel_in_the_callers_session_reaches_the_node_on_commit_only(
     )
     other = make_oban(name="other-node")
     with runner:
-        notifier = _runtime(runner).notifier
-        assert notifier is not None
+        notifier = notifier_of(runner)
         wait_for(lambda: notifier.listening, message="the runner listens")
         kept, marker = runner.enqueue_many([AsyncWaits.new({"n": 1}), AsyncWaits.new({"n": 2})])
         wait_for(lambda: STOPS.started(kept.id) and STOPS.started(marker.id), message="both run")
@@ -221,127 +213,6 @@ def test_a_cancel_in_the_callers_session_reaches_the_node_on_commit_only(
             session.commit()
         wait_for(lambda: STOPS.how(kept.id) is not None, message="the job stopped")
         assert STOPS.how(kept.id) == "cancelled"
-
-
-# -- conn=: commit and rollback, Basic and Lite -------------------------------------------
-
-
-@dataclass
-class Setup:
-    oban: Oban
-    bind: sa.Engine
-    jobs_table: str
-
-    def state(self, job: Job) -> str | None:
-        """The stored state, read on a connection of its own (outside any open transaction)."""
-        with self.bind.connect() as conn:
-            query = sa.text(f"SELECT state FROM {self.jobs_table} WHERE id = :id")
-            found = conn.execute(query, {"id": job.id}).scalar()
-        return None if found is None else str(found)
-
-
-@pytest.fixture(params=[pytest.param("basic", marks=pytest.mark.postgres), "lite"])
-def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
-    if request.param == "basic":
-        make_oban: Callable[..., Oban] = request.getfixturevalue("make_oban")
-        prefix: str = request.getfixturevalue("pg_prefix")
-        instance = make_oban()
-        bind = sa.create_engine(request.getfixturevalue("postgres_url"))
-        jobs_table = table(prefix)
-    else:
-        url: str = request.getfixturevalue("sqlite_url")
-        instance = Oban(url)
-        bind = sa.create_engine(url, connect_args={"timeout": 30})
-        jobs_table = "oban_jobs"
-    yield Setup(instance, bind, jobs_table)
-    instance.close()
-    bind.dispose()
-
-
-Operation = Callable[[Oban, int, Any], object]
-
-OPERATIONS: dict[str, tuple[Operation, str, str | None]] = {
-    # name: (the call, the job's state before, its stored state after a commit)
-    "cancel_job": (lambda o, job_id, c: o.cancel_job(job_id, conn=c), "available", "cancelled"),
-    "cancel_many": (
-        lambda o, job_id, c: o.cancel_many(ids=[job_id], conn=c),
-        "available",
-        "cancelled",
-    ),
-    "retry_job": (lambda o, job_id, c: o.retry_job(job_id, conn=c), "cancelled", "available"),
-    "retry_many": (
-        lambda o, job_id, c: o.retry_many(worker=Note, state="cancelled", conn=c),
-        "cancelled",
-        "available",
-    ),
-    "delete_job": (lambda o, job_id, c: o.delete_job(job_id, conn=c), "available", None),
-    "delete_many": (lambda o, job_id, c: o.delete_many(queue="default", conn=c), "available", None),
-}
-
-
-def _prepared(setup: Setup, state: str) -> Job:
-    job = setup.oban.enqueue(Note.new({}))
-    if state == "cancelled":
-        assert setup.oban.cancel_job(job.id or 0) is True
-    assert setup.state(job) == state
-    return job
-
-
-@pytest.mark.parametrize("name", list(OPERATIONS))
-@pytest.mark.parametrize("kind", ["session", "connection"])
-def test_management_in_the_callers_transaction(setup: Setup, name: str, kind: str) -> None:
-    call, before, after = OPERATIONS[name]
-    job = _prepared(setup, before)
-
-    @contextmanager
-    def transaction() -> Iterator[Session | sa.Connection]:
-        if kind == "session":
-            with Session(setup.bind) as session:
-                yield session
-        else:
-            with setup.bind.connect() as conn:
-                yield conn
-
-    with transaction() as conn:
-        assert call(setup.oban, job.id or 0, conn) in (True, 1)
-        assert setup.state(job) == before, "not visible before commit"
-        conn.rollback()
-    assert setup.state(job) == before, "rolled back"
-
-    with transaction() as conn:
-        assert call(setup.oban, job.id or 0, conn) in (True, 1)
-        conn.commit()
-    assert setup.state(job) == after
-
-
-@pytest.mark.anyio
-async def test_async_twins_with_a_sync_session(setup: Setup) -> None:
-    """The ``_async`` methods accept a sync Session too (run in a worker thread)."""
-    oban = setup.oban
-    job = await oban.enqueue_async(Note.new({}))
-    assert job.id is not None
-    with Session(setup.bind) as session:
-        assert await oban.cancel_job_async(job.id, conn=session) is True
-        assert [
-            found.id for found in await oban.list_jobs_async(state="cancelled", conn=session)
-        ] == [job.id]
-        session.rollback()
-    assert setup.state(job) == "available"
-
-    with Session(setup.bind) as session:
-        assert await oban.cancel_many_async(worker=Note, conn=session) == 1
-        session.commit()
-    assert setup.state(job) == "cancelled"
-    with Session(setup.bind) as session:
-        assert await oban.retry_many_async(ids=[job.id or 0], conn=session) == 1
-        assert await oban.retry_job_async(job.id or 0, conn=session) is False, "already available"
-        session.commit()
-    assert setup.state(job) == "available"
-    with Session(setup.bind) as session:
-        assert await oban.delete_many_async(state="available", conn=session) == 1
-        assert await oban.delete_job_async(job.id or 0, conn=session) is False, "already gone"
-        session.commit()
-    assert setup.state(job) is None
 
 
 # -- AsyncSession (asyncio only) -----------------------------------------------------------

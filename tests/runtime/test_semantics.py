@@ -21,11 +21,10 @@ import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 
-import oban
 from oban import Job, JobState, Oban
 from oban.job import utc_now
 from oban.schema import oban_jobs
-from tests.conftest import wait_for
+from tests.conftest import SqlDatabase, wait_for
 from tests.runtime import semantics_workers as w
 from tests.runtime.conftest import FAST
 from tests.runtime.semantics_checks import (
@@ -55,35 +54,10 @@ def _clean_workers() -> Iterator[None]:
     w.RUNS.reset()
 
 
-@pytest.fixture(params=["lite", "basic"])
-def make_oban(request: pytest.FixtureRequest) -> Iterator[Callable[..., Oban]]:
-    """``Oban`` instances on a fresh SQLite file or a fresh PostgreSQL schema."""
-    prefix: str | None = None
-    bind: sa.Engine | None = None
-    if request.param == "lite":
-        url = request.getfixturevalue("sqlite_url")
-    else:
-        url = request.getfixturevalue("postgres_url")
-        prefix = f"oban_s_{uuid.uuid4().hex[:12]}"
-        bind = sa.create_engine(url)
-        oban.migrate(bind, prefix=prefix)
-    made: list[Oban] = []
-
-    def make(**options: Any) -> Oban:
-        instance = Oban(url, prefix=prefix, **{**FAST, **options})
-        made.append(instance)
-        return instance
-
-    yield make
-    w.GATES.reset()
-    for instance in made:
-        if instance.is_running and instance._portal is not None:
-            instance.stop(grace=0)
-        instance.close()
-    if bind is not None and prefix is not None:
-        with bind.begin() as conn:
-            conn.execute(sa.schema.DropSchema(prefix, cascade=True, if_exists=True))
-        bind.dispose()
+@pytest.fixture
+def oban_options() -> dict[str, Any]:
+    """Short intervals for every instance ``database.make_oban()`` builds here."""
+    return dict(FAST)
 
 
 async def wait_job(
@@ -148,7 +122,7 @@ PLANS: dict[str, tuple[list[str], int]] = {
 
 
 async def test_every_kind_of_result_writes_the_reference_row(
-    make_oban: Callable[..., Oban],
+    database: SqlDatabase,
 ) -> None:
     async def drive(instance: Oban, worker: Any, plan: list[str], max_attempts: int) -> None:
         started = utc_now()
@@ -165,7 +139,10 @@ async def test_every_kind_of_result_writes_the_reference_row(
         assert before.state in FINAL
         assert w.RUNS.of(before.id) == list(range(1, len(plan) + 1))
 
-    async with make_oban(queues={"semantics": 10}) as instance, anyio.create_task_group() as tasks:
+    async with (
+        database.make_oban(queues={"semantics": 10}) as instance,
+        anyio.create_task_group() as tasks,
+    ):
         for worker in (w.Scripted, w.AsyncScripted):
             for plan, max_attempts in PLANS.values():
                 tasks.start_soon(drive, instance, worker, plan, max_attempts)
@@ -175,7 +152,7 @@ async def test_every_kind_of_result_writes_the_reference_row(
 
 
 async def test_backoff_default_custom_fallback_and_clamped(
-    make_oban: Callable[..., Oban], caplog: pytest.LogCaptureFixture
+    database: SqlDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="oban")
     custom: dict[str, Any] = {
@@ -190,7 +167,7 @@ async def test_backoff_default_custom_fallback_and_clamped(
         "null": None,
         "inf": "inf",
     }
-    async with make_oban(queues={"semantics": 20}) as instance:
+    async with database.make_oban(queues={"semantics": 20}) as instance:
         default = await instance.enqueue_async(w.Fails.new({}))
         clamped_first = await instance.enqueue_async(w.Fails.new({}, max_attempts=1000))
         late = w.Fails.new({}, max_attempts=1000)
@@ -252,8 +229,8 @@ async def quick_jobs_complete(instance: Oban) -> None:
         assert done.state is JobState.COMPLETED, done.errors
 
 
-async def test_an_async_job_is_cancelled_at_its_timeout(make_oban: Callable[..., Oban]) -> None:
-    async with make_oban(queues={"timeouts": 2}) as instance:
+async def test_an_async_job_is_cancelled_at_its_timeout(database: SqlDatabase) -> None:
+    async with database.make_oban(queues={"timeouts": 2}) as instance:
         by_option = await instance.enqueue_async(w.AsyncOverrun.new({"key": "option"}))
         by_method = await instance.enqueue_async(
             w.AsyncOverrunByMethod.new({"key": "method", "limit": 0.25})
@@ -275,10 +252,10 @@ async def test_an_async_job_is_cancelled_at_its_timeout(make_oban: Callable[...,
 
 
 async def test_a_sync_job_fails_at_its_timeout_and_its_late_result_is_ignored(
-    make_oban: Callable[..., Oban],
+    database: SqlDatabase,
 ) -> None:
     gate = w.GATES["sync"]
-    async with make_oban(queues={"timeouts": 1}) as instance:
+    async with database.make_oban(queues={"timeouts": 1}) as instance:
         job = await instance.enqueue_async(w.SyncOverrun.new({"key": "sync"}))
         failed = await wait_state(instance, job.id, *FINAL, JobState.RETRYABLE)
         assert_timed_out(failed, w.TIMEOUT, thread=True)
@@ -317,12 +294,12 @@ async def test_a_sync_job_fails_at_its_timeout_and_its_late_result_is_ignored(
 
 
 async def test_stopping_does_not_wait_for_a_timed_out_thread(
-    make_oban: Callable[..., Oban],
+    database: SqlDatabase,
 ) -> None:
     """The timed-out ``def`` job's thread is abandoned: ``stop`` returns while it still
     runs, and when it ends later nothing breaks and its result is still ignored."""
     gate = w.GATES["stop"]
-    instance = make_oban(queues={"timeouts": 1})
+    instance = database.make_oban(queues={"timeouts": 1})
     with anyio.fail_after(20):
         await instance.start_async()
         try:
@@ -343,7 +320,7 @@ async def test_stopping_does_not_wait_for_a_timed_out_thread(
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_timed_out_thread_outliving_a_background_runtime(
-    make_oban: Callable[..., Oban], backend: str
+    database: SqlDatabase, backend: str
 ) -> None:
     """``start()``/``stop()`` in a background thread: the abandoned thread ends after
     the runtime's event loop is gone, quietly, and changes nothing."""
@@ -356,7 +333,7 @@ def test_a_timed_out_thread_outliving_a_background_runtime(
 
     threading.excepthook = hook
     try:
-        instance = make_oban(queues={"timeouts": 1}, backend=backend)
+        instance = database.make_oban(queues={"timeouts": 1}, backend=backend)
         with instance:
             job = instance.enqueue(w.SyncOverrun.new({"key": "gone"}))
 
@@ -379,10 +356,10 @@ def test_a_timed_out_thread_outliving_a_background_runtime(
 
 
 async def test_a_bad_timeout_or_a_wrong_return_fails_the_job_and_the_queue_runs_on(
-    make_oban: Callable[..., Oban],
+    database: SqlDatabase,
 ) -> None:
     limits: list[object] = ["soon", -1, 0, True, [1]]
-    async with make_oban(queues={"timeouts": 1, "semantics": 1}) as instance:
+    async with database.make_oban(queues={"timeouts": 1, "semantics": 1}) as instance:
         for number, limit in enumerate(limits):
             key = f"bad-{number}"
             job = await instance.enqueue_async(

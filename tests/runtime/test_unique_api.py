@@ -8,7 +8,6 @@ own Session (``conn=``). No queue runs: these tests are about inserts.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from oban import Job, JobState, Oban, Worker, job, worker
 from oban.engines.sql import SqlEngine
 from oban.schema import oban_jobs
+from tests.conftest import SqlDatabase
 
 
 @worker(queue="unique_api", unique=True)
@@ -55,20 +55,12 @@ class Setup:
             return int(self.engine.execute(conn, query).scalar_one())
 
 
-@pytest.fixture(params=["lite", pytest.param("basic", marks=pytest.mark.postgres)])
-def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
-    if request.param == "basic":
-        from tests.postgres.support import fresh_schema
-
-        basic = fresh_schema(request)
-        instance = Oban(basic.bind, engine=basic, prefix=basic.prefix)
-        engine: SqlEngine = basic
-    else:
-        instance = Oban(request.getfixturevalue("sqlite_url"))
-        assert isinstance(instance.engine, SqlEngine)
-        engine = instance.engine
-    yield Setup(instance, engine)
-    instance.close()
+@pytest.fixture
+def setup(database: SqlDatabase) -> Setup:
+    """One instance (no queues) on the shared ``database``, Lite or Basic, and its engine."""
+    instance = database.make_oban()
+    assert isinstance(instance.engine, SqlEngine)
+    return Setup(instance, instance.engine)
 
 
 def test_enqueue_twice_returns_the_same_job_marked_conflict(setup: Setup) -> None:

@@ -1,13 +1,14 @@
 """Transactional enqueue: a job enqueued in the caller's Session or Connection
 commits or rolls back with the caller's own work.
 
-Runs on Basic (PostgreSQL) and on Lite (a SQLite file) alike; the
-AsyncSession/AsyncConnection variants are in ``test_transactional_async.py``.
+Runs on Lite (a SQLite file) and on Basic (PostgreSQL) alike; the
+AsyncSession/AsyncConnection variants, PostgreSQL only, are in
+``tests/postgres/test_transactional_async.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -15,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from oban import Job, JobState, Oban
-from tests.conftest import wait_for
-from tests.postgres.support import table
+from tests.conftest import SqlDatabase, wait_for
 from tests.postgres.workers import SEEN, Note
 
 
@@ -39,24 +39,19 @@ class Setup:
         return job is not None and job.state is JobState.COMPLETED
 
 
-@pytest.fixture(params=[pytest.param("basic", marks=pytest.mark.postgres), "lite"])
-def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
-    if request.param == "basic":
-        make_oban: Callable[..., Oban] = request.getfixturevalue("make_oban")
-        prefix: str = request.getfixturevalue("pg_prefix")
-        instance = make_oban(queues={"default": 5}, poll_interval=0.1)
-        bind = sa.create_engine(request.getfixturevalue("postgres_url"))
-        jobs_table = table(prefix)
-    else:
-        url: str = request.getfixturevalue("sqlite_url")
-        instance = Oban(url, queues={"default": 5}, poll_interval=0.1)
-        bind = sa.create_engine(url, connect_args={"timeout": 30})
-        jobs_table = "oban_jobs"
-    yield Setup(instance, bind, jobs_table)
-    if instance.is_running:
-        instance.stop(grace=0)
-    instance.close()
-    bind.dispose()
+@pytest.fixture(autouse=True)
+def _seen() -> Iterator[None]:
+    """Forget the runs of other tests: every fresh database numbers its jobs from 1."""
+    SEEN.reset()
+    yield
+    SEEN.reset()
+
+
+@pytest.fixture
+def setup(database: SqlDatabase) -> Setup:
+    """An instance with a ``default`` queue on the shared ``database``, Lite or Basic."""
+    instance = database.make_oban(queues={"default": 5}, poll_interval=0.1)
+    return Setup(instance, database.bind, database.jobs_table)
 
 
 def _enqueue(instance: Oban, conn: Session | sa.Connection, many: bool) -> list[Job]:

@@ -39,7 +39,13 @@ from .config import (
 from .engines import create_bind, engine_for
 from .engines.base import Changed, Engine, JobFilter
 from .engines.inline import Inline
-from .errors import AlreadyRunningError, ConfigError, JobValidationError, NotRunningError
+from .errors import (
+    AlreadyRunningError,
+    ConfigError,
+    InstanceNotFoundError,
+    JobValidationError,
+    NotRunningError,
+)
 from .job import Job, JobState, utc_now
 from .runtime.database import AnyConn, Database, SyncConn
 from .runtime.runtime import Runtime
@@ -64,6 +70,8 @@ class Oban:
         name: the name workers find this instance by (``@worker(oban=...)``).
         node: this node's name in ``attempted_by``; the host name by default.
         prefix: PostgreSQL schema holding the Oban tables.
+        cron, timezone: periodic jobs, not supported yet: a cron table or a
+            timezone other than ``"UTC"`` raises :class:`~oban.ConfigError`.
         testing: ``"inline"`` runs jobs inside ``enqueue``; ``"manual"`` stores
             them without running any queue.
         poll_interval: seconds between fetches when nothing signals new jobs.
@@ -158,7 +166,8 @@ class Oban:
     def get_instance(cls, name: str = "oban") -> Oban:
         """The instance registered under ``name`` (the latest one created)."""
         found = _registry.lookup(name)
-        assert isinstance(found, cls), f"{found!r} registered as {name!r} is not an Oban"
+        if not isinstance(found, cls):
+            raise InstanceNotFoundError(f"{found!r}, registered as {name!r}, is not an Oban")
         return found
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 import anyio
 import anyio.to_thread
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 from typing_extensions import TypeVarTuple, Unpack
 
 from ..engines.base import Capability, Engine
@@ -32,15 +32,21 @@ from ..engines.base import Capability, Engine
 if TYPE_CHECKING:
     # sqlalchemy.ext.asyncio needs greenlet; import it only when a caller
     # actually passes an async session or connection.
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
 
 __all__ = ["AnyConn", "Database", "SyncConn", "pool_threads"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-SyncConn: TypeAlias = "Connection | Session"
-AnyConn: TypeAlias = "Connection | Session | AsyncConnection | AsyncSession"
+SyncConn: TypeAlias = "Connection | Session | scoped_session[Session]"
+AnyConn: TypeAlias = (
+    "Connection | Session | scoped_session[Session] | AsyncConnection | AsyncSession"
+    " | async_scoped_session[AsyncSession]"
+)
+
+SYNC_KINDS = "a SQLAlchemy Session, scoped_session (Flask-SQLAlchemy's db.session) or Connection"
+ASYNC_KINDS = "an AsyncSession, async_scoped_session or AsyncConnection"
 
 DEFAULT_THREADS = 4
 """Threads for an engine without a sized pool (Inline, a NullPool, a StaticPool)."""
@@ -84,14 +90,14 @@ class Database:
         """Blocking: run ``fn`` in ``conn``'s transaction, or in one of its own."""
         if not self.joins(conn):
             return self.transact(fn, *args)
+        if isinstance(conn, scoped_session):
+            conn = conn()  # the Session of the current scope (request, thread)
         if isinstance(conn, Session):
             return fn(conn.connection(), *args)
         if isinstance(conn, Connection):
             return fn(conn, *args)
-        raise TypeError(
-            f"conn must be a SQLAlchemy Session or Connection, got {type(conn).__name__}; "
-            "use the _async method for AsyncSession / AsyncConnection"
-        )
+        hint = "; use the _async method (enqueue_async, ...) for it" if _is_async(conn) else ""
+        raise TypeError(f"conn must be {SYNC_KINDS}, got {_kind(conn)}{hint}")
 
     async def call_async(
         self, conn: AnyConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
@@ -99,19 +105,37 @@ class Database:
         """Async twin of :meth:`call`; ``conn`` may also be an AsyncSession/AsyncConnection."""
         if not self.joins(conn):
             return await self.run(fn, *args)
+        if isinstance(conn, scoped_session):
+            # Resolved here: in the worker thread the scope (thread-local by
+            # default) would hand out another session than the caller's.
+            conn = conn()
         if isinstance(conn, (Session, Connection)):
             # A sync session in async code: its I/O still must not block the loop.
+            sync_conn: SyncConn = conn
             return await anyio.to_thread.run_sync(
-                lambda: self.call(conn, fn, *args), limiter=self.limiter
+                lambda: self.call(sync_conn, fn, *args), limiter=self.limiter
             )
-        if type(conn).__module__.startswith("sqlalchemy.ext.asyncio"):
-            from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+        if _is_async(conn):
+            from sqlalchemy.ext.asyncio import (
+                AsyncConnection,
+                AsyncSession,
+                async_scoped_session,
+            )
 
+            if isinstance(conn, async_scoped_session):
+                conn = conn()  # the AsyncSession of the current scope
             if isinstance(conn, AsyncSession):
                 return await conn.run_sync(lambda session: fn(session.connection(), *args))
             if isinstance(conn, AsyncConnection):
                 return await conn.run_sync(lambda sync_conn: fn(sync_conn, *args))
-        raise TypeError(
-            "conn must be a SQLAlchemy Session, Connection, AsyncSession or "
-            f"AsyncConnection, got {type(conn).__name__}"
-        )
+        raise TypeError(f"conn must be {SYNC_KINDS}, or {ASYNC_KINDS}, got {_kind(conn)}")
+
+
+def _is_async(conn: object) -> bool:
+    """Whether ``conn`` is from SQLAlchemy's asyncio extension (without importing it)."""
+    return type(conn).__module__.startswith("sqlalchemy.ext.asyncio")
+
+
+def _kind(conn: object) -> str:
+    kind = type(conn)
+    return f"{kind.__module__}.{kind.__qualname__}"

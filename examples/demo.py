@@ -6,83 +6,20 @@ succeed, some fail and are retried, some snooze, some are scheduled for later,
 one is cancelled by its worker. Every attempt is printed as it happens, then a
 table of where each job ended.
 
-Run it with:  python examples/demo.py
+Run it with:  python -m examples.demo   (from the repository root)
 """
 
 from __future__ import annotations
 
-import random
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import anyio
-from rich.console import Console
 from rich.table import Table
 
-from oban import Cancel, Job, JobState, Oban, Record, Snooze, Worker, job, worker
-
-console = Console(highlight=False)
-print_lock = threading.Lock()
-
-
-def say(queue: str, text: str) -> None:
-    with print_lock:
-        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [bold cyan]{queue:<7}[/] {text}")
-
-
-@worker(queue="mailers", max_attempts=3)
-class SendWelcome(Worker):
-    """A sync worker (runs in a thread) that fails now and then."""
-
-    def process(self, job: Job) -> object:
-        user = job.args["user_id"]
-        if job.args.get("flaky") and job.attempt < 3:
-            say("mailers", f"[red]✗[/] welcome mail to user {user} failed (attempt {job.attempt})")
-            raise ConnectionError("SMTP server said 421, try again later")
-        if job.args.get("broken"):
-            say("mailers", f"[red]✗[/] user {user} has no address (attempt {job.attempt})")
-            raise ValueError(f"user {user} has no e-mail address")
-        time.sleep(random.uniform(0.05, 0.3))  # noqa: S311 - simulated work
-        say("mailers", f"[green]✓[/] welcome mail sent to user {user} (attempt {job.attempt})")
-        return None
-
-    def backoff(self, job: Job) -> int:
-        return 1  # retry quickly for the demo (the default is 15 + 2**attempt s)
-
-
-@worker(queue="default")
-class Report(Worker):
-    """An async worker that snoozes until its input is 'ready'."""
-
-    async def process(self, job: Job) -> object:
-        snoozed = int(job.meta.get("snoozed", 0))
-        if snoozed < job.args["wait"]:
-            say("default", f"[yellow]…[/] report {job.args['name']} not ready, snoozing 1s")
-            return Snooze(1)
-        await anyio.sleep(0.1)
-        say("default", f"[green]✓[/] report {job.args['name']} built after {snoozed} snoozes")
-        return Record({"rows": 42 * snoozed})
-
-
-@worker(queue="default")
-class Charge(Worker):
-    """Cancels itself when the order is void."""
-
-    def process(self, job: Job) -> object:
-        if job.args.get("void"):
-            say("default", f"[magenta]⊘[/] order {job.args['order']} is void, cancelling")
-            return Cancel("order was voided")
-        say("default", f"[green]✓[/] charged order {job.args['order']}")
-        return None
-
-
-@job(queue="default")
-async def remind(user_id: int, text: str) -> None:
-    """A function worker, scheduled for later."""
-    say("default", f"[green]✓[/] reminder for user {user_id}: {text!r} (scheduled)")
+from examples.demo_workers import Charge, Report, SendWelcome, console, remind, say
+from oban import Job, JobState, Oban
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ the face: it only needs something that can enqueue.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,7 +17,9 @@ from .errors import InstanceNotFoundError
 if TYPE_CHECKING:
     from .job import Job
 
-__all__ = ["Enqueuer", "clear", "lookup", "register"]
+__all__ = ["Enqueuer", "clear", "lookup", "register", "unregister"]
+
+logger = logging.getLogger("oban")
 
 
 class Enqueuer(Protocol):
@@ -34,7 +37,23 @@ _lock = threading.Lock()
 def register(name: str, instance: Enqueuer) -> None:
     """Make ``instance`` the one found under ``name`` (replacing an older one)."""
     with _lock:
+        replaced = _instances.get(name)
         _instances[name] = instance
+    if replaced is not None and replaced is not instance:
+        logger.warning(
+            "Oban instance %r replaces %r as the one named %r: workers enqueue through the "
+            "new one. Give each instance its own name=, or close() the old one first",
+            instance,
+            replaced,
+            name,
+        )
+
+
+def unregister(name: str, instance: Enqueuer) -> None:
+    """Forget ``instance`` under ``name`` (if it is still the one registered)."""
+    with _lock:
+        if _instances.get(name) is instance:
+            del _instances[name]
 
 
 def lookup(name: str) -> Enqueuer:

@@ -8,6 +8,7 @@ worker thread. A job loaded from the database skips validation
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -66,6 +67,31 @@ def _after(start: datetime, delay: timedelta) -> datetime:
         ) from None
 
 
+JSON_TYPES = (
+    "str keys; str, int, float (finite), bool, None, list, tuple and dict values; "
+    "stored as JSON, so datetime/date/time become ISO 8601 strings, UUID a string, "
+    "an enum its value, a dataclass a dict"
+)
+"""What args and meta may hold, and how the values that are not JSON are converted."""
+
+
+def _non_finite(value: object, path: str) -> tuple[str, float] | None:
+    """Where a NaN or infinity is inside ``value`` (JSON has neither), and which; else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[object, object]] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key!r}]")
+        if found is not None:
+            return found
+    return None
+
+
 def _check_json(name: str, value: object) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise JobValidationError(
@@ -74,10 +100,16 @@ def _check_json(name: str, value: object) -> dict[str, Any]:
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:
-        raise JobValidationError(
-            f"{name} must be JSON-encodable (str keys; str, int, float, bool, None, "
-            f"list, dict values): {exc}"
-        ) from exc
+        raise JobValidationError(f"{name} must be JSON-encodable ({JSON_TYPES}): {exc}") from exc
+    # orjson writes NaN and infinities as null; only then is the walk needed.
+    if b"null" in encoded:
+        found = _non_finite(value, name)
+        if found is not None:
+            path, number = found
+            raise JobValidationError(
+                f"{path} is {number!r}: JSON has no NaN or infinity, so it would be stored "
+                "as null; pass None, a string or a finite number"
+            )
     # Round-trip now so the job holds exactly what a worker will read back
     # (tuples become lists, datetimes ISO strings), on every engine alike.
     decoded: dict[str, Any] = orjson.loads(encoded)

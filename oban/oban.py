@@ -8,6 +8,7 @@ same call to a worker thread, or into the caller's ``AsyncSession`` /
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -37,7 +38,7 @@ from .config import (
     runtime_config,
 )
 from .engines import create_bind, engine_for
-from .engines.base import Changed, Engine, JobFilter
+from .engines.base import Capability, Changed, Engine, JobFilter
 from .engines.inline import Inline
 from .errors import (
     AlreadyRunningError,
@@ -57,6 +58,23 @@ WorkerRef: TypeAlias = "type | Callable[..., Any] | str"
 
 MAX_PAGE = 1_000
 """The most jobs one ``list_jobs`` call returns."""
+
+logger = logging.getLogger("oban")
+
+_warned_main: set[str] = set()
+
+
+def _warn_main_worker(name: str) -> None:
+    """Once per worker: a worker defined in ``__main__`` cannot be found by another process."""
+    if name in _warned_main:
+        return
+    _warned_main.add(name)
+    logger.warning(
+        "worker %r is defined in __main__ (the script being run): a worker process "
+        "imports workers by module name and cannot find it, so its jobs will fail with "
+        "'unknown worker' there. Move it into an importable module",
+        name,
+    )
 
 
 class Oban:
@@ -151,8 +169,20 @@ class Oban:
 
     @staticmethod
     def _make_bind(bind: sa.Engine | str | sa.URL | None) -> sa.Engine | None:
+        if isinstance(bind, sa.Engine) and bind.dialect.is_async:
+            raise ConfigError(
+                f"bind uses the async driver {bind.dialect.driver!r}, which Oban cannot run "
+                "synchronously: pass the URL string instead (async drivers are mapped to "
+                "their sync twin), or an Engine with a sync driver "
+                "(postgresql+psycopg://, sqlite:///)"
+            )
         if bind is None or isinstance(bind, sa.Engine):
             return bind
+        if type(bind).__module__.startswith("sqlalchemy.ext.asyncio"):
+            raise ConfigError(
+                "bind is an AsyncEngine; Oban needs a sync one: pass the URL string "
+                "(async drivers are mapped to their sync twin) or async_engine.url"
+            )
         if isinstance(bind, (str, sa.URL)):
             try:
                 return create_bind(bind)
@@ -188,14 +218,18 @@ class Oban:
     def _insert(self, conn: Connection, jobs: list[Job]) -> list[Job]:
         return self.engine.insert_jobs(conn, jobs, self.clock())
 
-    @staticmethod
-    def _job_list(jobs: Iterable[Job]) -> list[Job]:
+    def _job_list(self, jobs: Iterable[Job]) -> list[Job]:
         listed = list(jobs)
         for job in listed:
             if not isinstance(job, Job):
                 raise TypeError(
                     f"enqueue takes Job objects (Worker.new(...)), got {type(job).__name__}"
                 )
+            if (
+                job.worker.startswith("__main__.")
+                and Capability.INLINE not in self.engine.capabilities
+            ):
+                _warn_main_worker(job.worker)
         return listed
 
     def _inserted(self, jobs: list[Job]) -> list[Job]:
@@ -252,6 +286,7 @@ class Oban:
         portal_cm = anyio.from_thread.start_blocking_portal(self.backend, name=f"oban-{self.name}")
         portal = portal_cm.__enter__()
         try:
+            portal.call(runtime.preflight)
             self._serving, _ = portal.start_task(runtime.serve)
         except BaseException:
             self._runtime = None
@@ -289,6 +324,11 @@ class Oban:
     async def start_async(self) -> None:
         """Run the queues in the current event loop (asyncio or trio)."""
         runtime = self._new_runtime()
+        try:
+            await runtime.preflight()
+        except BaseException:
+            self._runtime = None
+            raise
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         try:
@@ -328,7 +368,9 @@ class Oban:
         await self._stop_async(None, exc)
 
     def close(self) -> None:
-        """Release the database pool Oban created (not a pool you passed in)."""
+        """Release the database pool Oban created (not a pool you passed in), and
+        stop being the instance workers enqueue through under this name."""
+        _registry.unregister(self.name, self)
         self.engine.close()
 
     # -- managing jobs ------------------------------------------------------------------

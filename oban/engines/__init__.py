@@ -14,13 +14,31 @@ from .lite import Lite
 __all__ = ["Capability", "Engine", "Inline", "Lite", "create_bind", "engine_for"]
 
 
+SYNC_DRIVERS = {
+    # A bare PostgreSQL URL means psycopg 3 here (the Basic engine's driver),
+    # not SQLAlchemy's default psycopg2.
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    # Async drivers, as FastAPI apps keep in their settings: Oban's engines
+    # run sync SQLAlchemy in worker threads, so the same database is reached
+    # through the matching sync driver.
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+    "sqlite+aiosqlite": "sqlite",
+    "sqlite+pysqlite_async": "sqlite",
+}
+"""URL drivers Oban replaces by the sync driver its engines use."""
+
+
 def create_bind(url: str | sa.URL, **options: Any) -> sa.Engine:
-    """A SQLAlchemy engine for ``url`` with the settings Oban's engines want."""
+    """A SQLAlchemy engine for ``url`` with the settings Oban's engines want.
+
+    An async driver's URL (``postgresql+asyncpg://``, ``sqlite+aiosqlite://``)
+    is mapped to the sync driver of the same database (see :data:`SYNC_DRIVERS`).
+    """
     parsed = sa.make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        # A bare PostgreSQL URL means psycopg 3 here (the Basic engine's driver),
-        # not SQLAlchemy's default psycopg2.
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in SYNC_DRIVERS:
+        parsed = parsed.set(drivername=SYNC_DRIVERS[parsed.drivername])
     if parsed.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {"timeout": 30})
     return sa.create_engine(parsed, **options)

@@ -25,13 +25,6 @@ Tick = Callable[[], Awaitable[None]]
 OnError = Callable[[Exception, float], None]
 
 
-def _log_error(name: str) -> OnError:
-    def log(exc: Exception, pause: float) -> None:
-        logger.error("%s failed; retrying in %.2fs", name, pause, exc_info=exc)
-
-    return log
-
-
 class Loop:
     """Runs ``tick()`` over and over until stopped or cancelled.
 
@@ -42,9 +35,11 @@ class Loop:
     together do not tick in step. ``immediate`` ticks once before the first
     wait.
 
-    A tick that raises is logged (``on_error(exc, pause)``, by default an
-    error record on the ``oban`` logger with the traceback), then the loop
-    pauses (``error_backoff``: first and longest pause, growing with each
+    A tick that raises is reported (``on_error(exc, pause)``; by default the
+    first failure of a run of them is an error record on the ``oban`` logger
+    with the traceback, later ones are debug records, and the first success
+    after them says it recovered: an outage is two lines in the log, not one
+    per retry), then the loop pauses (``error_backoff``: first and longest pause, growing with each
     failure in a row, jittered) and ticks again at once, without waiting for a
     wake: a step that failed is retried, not skipped.
 
@@ -75,7 +70,7 @@ class Loop:
         self.error_backoff = error_backoff
         self.leader_only = leader_only
         self._is_leader = is_leader
-        self._on_error = on_error or _log_error(name)
+        self._on_error = on_error or self._log_error
         self._rand = rand
         self._wakeup = anyio.Event()
         self._stopped = False
@@ -83,6 +78,18 @@ class Loop:
         """How many ticks ran to the end without an error (for tests and metrics)."""
         self.failures = 0
         """How many ticks in a row have failed; 0 after a success."""
+
+    def _log_error(self, exc: Exception, pause: float) -> None:
+        if self.failures == 1:
+            logger.error(
+                "%s failed; retrying in %.2fs (further failures are logged at debug "
+                "level until it recovers)",
+                self.name,
+                pause,
+                exc_info=exc,
+            )
+        else:
+            logger.debug("%s failed again (%d in a row): %s", self.name, self.failures, exc)
 
     def wake(self) -> None:
         """Tick now rather than at the end of the current wait."""
@@ -128,5 +135,7 @@ class Loop:
                 await anyio.sleep(pause)
                 pending = True
                 continue
+            if self.failures:
+                logger.warning("%s recovered after %d failure(s)", self.name, self.failures)
             self.failures = 0
             self.ticks += 1

@@ -121,8 +121,6 @@ class Notifier:
         if not self._listener.connected:
             await anyio.to_thread.run_sync(self._listener.connect, limiter=self._limiter)
             self.connections += 1
-            if self._loop.failures:
-                logger.info("notifier reconnected after %d failed attempt(s)", self._loop.failures)
             for callback in self._on_connect:
                 callback()
         notices = await anyio.to_thread.run_sync(
@@ -132,7 +130,9 @@ class Notifier:
             self._dispatch(channel, text)
 
     def _failed(self, exc: Exception, pause: float) -> None:
-        logger.warning(
+        level = logging.WARNING if self._loop.failures == 1 else logging.DEBUG
+        logger.log(
+            level,
             "notifier connection failed (%s); reconnecting in %.2fs, producers keep polling",
             exc,
             pause,

@@ -24,7 +24,7 @@ import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from ..config import RuntimeConfig
-from ..engines.base import Changed
+from ..engines.base import Capability, Changed
 from ..engines.signals import INSERT, SIGNAL, inserted_queue, pkill_job_id
 from .acker import Acker
 from .database import Database
@@ -95,7 +95,15 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    async def preflight(self) -> None:
+        """Ask the database once before serving: a missing table or an unreachable
+        server fails the start (``SchemaError``/``DatabaseError``) instead of a
+        node that says it runs and only logs."""
+        if Capability.PERSISTENT in self.engine.capabilities:
+            await self.database.run(self.engine.get_job, 0)
+
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until :meth:`stop`; ``task_status.started()`` once every part runs."""
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         try:

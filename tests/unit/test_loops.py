@@ -79,10 +79,11 @@ async def test_an_interval_ticks_again_without_a_wake() -> None:
         loop.stop()
 
 
-async def test_a_failing_tick_is_logged_and_retried_until_it_works(
+async def test_a_failing_tick_is_retried_until_it_works_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="oban")
+    """An outage is two lines in the log (it failed, it recovered), not one per retry."""
+    caplog.set_level(logging.DEBUG, logger="oban")
     tick = Ticks(failing=3)
     loop = Loop("staging scheduled jobs", tick, interval=None, error_backoff=FAST_BACKOFF)
     async with anyio.create_task_group() as tasks:
@@ -92,11 +93,18 @@ async def test_a_failing_tick_is_logged_and_retried_until_it_works(
         assert tick.calls == 4
         assert loop.failures == 0
         loop.stop()
-    failures = [r for r in caplog.records if r.getMessage().startswith("staging scheduled jobs")]
-    assert len(failures) == 3
-    assert "failed; retrying in" in failures[0].getMessage()
-    assert failures[0].exc_info is not None
-    assert "database down (call 1)" in str(failures[0].exc_info[1])
+    ours = [r for r in caplog.records if r.getMessage().startswith("staging scheduled jobs")]
+    loud = [r for r in ours if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in loud] == ["ERROR", "WARNING"]
+    assert "failed; retrying in" in loud[0].getMessage()
+    assert loud[0].exc_info is not None
+    assert "database down (call 1)" in str(loud[0].exc_info[1])
+    assert loud[1].getMessage() == "staging scheduled jobs recovered after 3 failure(s)"
+    quiet = [r.getMessage() for r in ours if r.levelno == logging.DEBUG]
+    assert quiet == [
+        "staging scheduled jobs failed again (2 in a row): database down (call 2)",
+        "staging scheduled jobs failed again (3 in a row): database down (call 3)",
+    ]
 
 
 async def test_failures_in_a_row_lengthen_the_pause_and_reach_on_error() -> None:

@@ -17,7 +17,14 @@ import sqlalchemy as sa
 
 from .errors import DatabaseError
 
-__all__ = ["VERSION_TABLE", "migrate", "script_location", "version_location"]
+__all__ = [
+    "OBAN_TABLES",
+    "VERSION_TABLE",
+    "include_object",
+    "migrate",
+    "script_location",
+    "version_location",
+]
 
 VERSION_TABLE = "oban_alembic_version"
 
@@ -62,3 +69,25 @@ def migrate(
     finally:
         if isinstance(bind, str):
             engine.dispose()
+
+
+OBAN_TABLES = frozenset({"oban_jobs", VERSION_TABLE})
+"""The tables Oban's revisions own; an application's autogenerate must leave them alone."""
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """An ``include_object`` hook for an application's Alembic ``env.py``.
+
+    With Oban's revisions in the application's ``version_locations``, the
+    Oban tables are in the database but not in the application's metadata,
+    so ``alembic revision --autogenerate`` would propose dropping them. Pass
+    this to ``context.configure(include_object=...)`` (or call it from your
+    own hook) and autogenerate proposes nothing about Oban's tables, their
+    columns or their indexes.
+    """
+    if type_ == "table":
+        return name not in OBAN_TABLES
+    table = getattr(obj, "table", None)
+    return getattr(table, "name", None) not in OBAN_TABLES

@@ -304,13 +304,19 @@ def _call_blocking(process: Callable[[Job], Any], job: Job, limit: float | None)
     return result
 
 
-def execute_blocking(job: Job, *, clock: Clock) -> Ack:
+def execute_blocking(job: Job, *, clock: Clock, raised: list[Exception] | None = None) -> Ack:
     """Run one attempt of ``job`` in the calling thread and return its ack.
 
-    For the Inline engine. Timeouts apply: an ``async def`` job is cancelled at
-    the deadline; a ``def`` job cannot be interrupted, so ``job.cancelled()``
-    becomes true at the deadline and, if it returns later, the attempt is
-    recorded as timed out and its result ignored.
+    For the Inline engine and ``oban.testing``. Timeouts apply: an ``async
+    def`` job is cancelled at the deadline; a ``def`` job cannot be
+    interrupted, so ``job.cancelled()`` becomes true at the deadline and, if
+    it returns later, the attempt is recorded as timed out and its result
+    ignored.
+
+    ``raised``, when given, receives the exception the attempt failed with
+    (the job's own, a timeout, an unknown worker): the ack only keeps its
+    text, and a caller that must re-raise it after recording the failure
+    (``drain_queue(with_safety=False)``) needs the object itself.
     """
     instance: object | None = None
     result: object
@@ -323,4 +329,6 @@ def execute_blocking(job: Job, *, clock: Clock) -> Ack:
         raise
     except Exception as exc:
         result = exc
+    if raised is not None and isinstance(result, Exception):
+        raised.append(result)
     return _decide(job, result, clock(), instance)

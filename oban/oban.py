@@ -605,3 +605,51 @@ class Oban:
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
         page, cursor = self._page(limit, before)
         return await self._database.call_async(conn, self._list, where, page, cursor)
+
+    # -- testing modes ------------------------------------------------------------------
+
+    def _switch_testing(self, mode: Literal["inline", "manual"]) -> Callable[[], None]:
+        """Put this stopped instance in a testing mode; returns the undo.
+
+        For ``oban.testing.mode()``, which wraps it in a ``with`` block: tests
+        switch the instance their application already built instead of
+        building another. ``"inline"`` swaps in an Inline engine; ``"manual"``
+        keeps (or, on an instance built inline, builds) the SQL engine on
+        ``bind``; both run no queue if started. A running instance is refused,
+        at the switch and at the undo: its runtime holds the engine in use.
+        """
+        from dataclasses import replace
+
+        def refuse_running(when: str) -> None:
+            if self.is_running:
+                raise AlreadyRunningError(
+                    f"{self!r} is running: stop it before {when} a testing mode"
+                )
+
+        refuse_running("switching to")
+        checked = check_testing(mode)
+        if checked is None:
+            raise ConfigError("a testing mode is 'inline' or 'manual', got None")
+        saved = (self.testing, self.engine, self._database, self._config)
+        engine: Engine = self.engine
+        if checked == "inline":
+            engine = Inline()
+        elif isinstance(engine, Inline):
+            if self.bind is None:
+                raise ConfigError(
+                    f"{self!r} has no database to store jobs in: manual mode needs a bind"
+                )
+            engine = engine_for(self.bind, prefix=self.prefix, owns_bind=False)
+        self.testing, self.engine = checked, engine
+        self._database = self._database if engine is saved[1] else Database(engine)
+        self._config = replace(self._config, queues={})
+
+        def restore() -> None:
+            refuse_running("leaving")
+            if engine is not saved[1]:
+                engine.close()
+                if self.bind is not None and isinstance(saved[1], Inline):
+                    self.bind.dispose()  # the Inline instance's close() would never close them
+            self.testing, self.engine, self._database, self._config = saved
+
+        return restore

@@ -19,7 +19,7 @@ the face and the runtime means job threads can never starve the acks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -39,10 +39,10 @@ __all__ = ["AnyConn", "Database", "SyncConn", "pool_threads"]
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-SyncConn: TypeAlias = "Connection | Session | scoped_session[Session]"
+SyncConn: TypeAlias = "Connection | Session | scoped_session[Any]"
 AnyConn: TypeAlias = (
-    "Connection | Session | scoped_session[Session] | AsyncConnection | AsyncSession"
-    " | async_scoped_session[AsyncSession]"
+    "Connection | Session | scoped_session[Any] | AsyncConnection | AsyncSession"
+    " | async_scoped_session[Any]"
 )
 
 SYNC_KINDS = "a SQLAlchemy Session, scoped_session (Flask-SQLAlchemy's db.session) or Connection"

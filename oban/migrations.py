@@ -1,4 +1,4 @@
-"""Programmatic Alembic: install or upgrade the Oban schema from code.
+"""Programmatic Alembic: install, upgrade or roll back the Oban schema from code.
 
 The revisions live in the top-level ``alembic/`` directory of the source tree
 and ship inside the wheel as ``oban/_alembic``. They carry the branch label
@@ -11,22 +11,36 @@ application's ``alembic_version``.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 import sqlalchemy as sa
 
-from .errors import DatabaseError
+from .errors import ConfigError, DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "OBAN_TABLES",
     "VERSION_TABLE",
+    "current_revision",
     "include_object",
     "migrate",
+    "rollback",
     "script_location",
     "version_location",
 ]
 
 VERSION_TABLE = "oban_alembic_version"
+
+HEAD = "oban@head"
+"""The newest Oban revision, named through the branch so other branches never count."""
+PREVIOUS = "oban@-1"
+"""One Oban revision down from the installed one."""
 
 
 def script_location() -> str:
@@ -42,33 +56,135 @@ def version_location() -> str:
     return str(Path(script_location()) / "versions")
 
 
+def _config(prefix: str | None, output: io.StringIO | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config(output_buffer=output)
+    config.set_main_option("script_location", script_location())
+    config.attributes["prefix"] = prefix
+    config.attributes["version_table"] = VERSION_TABLE
+    return config
+
+
+@contextmanager
+def _engine(bind: sa.Engine | str) -> Iterator[sa.Engine]:
+    """``bind`` as an Engine; one made here from a URL is disposed of afterwards."""
+    engine = sa.create_engine(bind) if isinstance(bind, str) else bind
+    try:
+        yield engine
+    finally:
+        if isinstance(bind, str):
+            engine.dispose()
+
+
+def _run(bind: sa.Engine | str, config: Config, step: Callable[[], None], what: str) -> None:
+    """Run one Alembic command in a transaction of ``bind``, errors translated.
+
+    A revision Alembic cannot find or reach is a :class:`~oban.ConfigError`
+    (the caller asked for it); a failing database is a
+    :class:`~oban.DatabaseError` with the driver's error attached.
+    """
+    from alembic.util import CommandError
+
+    with _engine(bind) as engine:
+        try:
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                step()
+        except CommandError as exc:
+            raise ConfigError(f"{what} failed: {exc}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(f"{what} failed: {exc.orig}") from exc
+
+
+@overload
 def migrate(
-    bind: sa.Engine | str, *, prefix: str | None = None, revision: str = "oban@head"
-) -> None:
+    bind: sa.Engine | str,
+    *,
+    prefix: str | None = None,
+    revision: str = HEAD,
+    sql: Literal[False] = False,
+) -> None: ...
+
+
+@overload
+def migrate(
+    bind: sa.Engine | str, *, prefix: str | None = None, revision: str = HEAD, sql: Literal[True]
+) -> str: ...
+
+
+def migrate(
+    bind: sa.Engine | str, *, prefix: str | None = None, revision: str = HEAD, sql: bool = False
+) -> str | None:
     """Upgrade the Oban tables in ``bind``'s database to ``revision``.
 
     Safe to run on every start: an up-to-date database is left alone, and a
     database where Elixir Oban or oban-py already created ``oban_jobs`` is
     adopted, not recreated.
+
+    With ``sql=True`` nothing is run and nothing connects: the SQL that would
+    install the schema from scratch up to ``revision`` is returned instead
+    (Alembic's offline mode), for a DBA to review or apply. Offline mode
+    cannot look at the database, so that SQL always creates the tables.
     """
-    from alembic.config import Config
+    from alembic import command
+
+    if sql:
+        return _offline_sql(bind, prefix, revision)
+    config = _config(prefix)
+    _run(bind, config, lambda: command.upgrade(config, revision), "migrating the Oban schema")
+    return None
+
+
+def _offline_sql(bind: sa.Engine | str, prefix: str | None, revision: str) -> str:
+    from alembic.util import CommandError
 
     from alembic import command
 
-    engine = sa.create_engine(bind) if isinstance(bind, str) else bind
-    config = Config()
-    config.set_main_option("script_location", script_location())
-    config.attributes["prefix"] = prefix
-    config.attributes["version_table"] = VERSION_TABLE
+    output = io.StringIO()
+    config = _config(prefix, output)
+    config.attributes["url"] = bind.url if isinstance(bind, sa.Engine) else sa.make_url(bind)
     try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
-    except sa.exc.DBAPIError as exc:
-        raise DatabaseError(f"migrating the Oban schema failed: {exc.orig}") from exc
-    finally:
-        if isinstance(bind, str):
-            engine.dispose()
+        command.upgrade(config, revision, sql=True)
+    except CommandError as exc:
+        raise ConfigError(f"writing the Oban schema's SQL failed: {exc}") from exc
+    return output.getvalue()
+
+
+def rollback(bind: sa.Engine | str, *, prefix: str | None = None, revision: str = PREVIOUS) -> None:
+    """Downgrade the Oban tables to ``revision``: one revision down by default.
+
+    ``revision="base"`` removes everything Oban installed, **the jobs table
+    and every job in it included**; there is no undo.
+    """
+    from alembic import command
+
+    config = _config(prefix)
+    _run(
+        bind,
+        config,
+        lambda: command.downgrade(config, revision),
+        "rolling back the Oban schema",
+    )
+
+
+def current_revision(bind: sa.Engine | str, *, prefix: str | None = None) -> str | None:
+    """The Oban revision installed in ``bind``'s database, None when there is none.
+
+    Read from Oban's own version table, so what an application's Alembic
+    installed for itself never shows here.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    with _engine(bind) as engine:
+        try:
+            with engine.connect() as conn:
+                context = MigrationContext.configure(
+                    conn, opts={"version_table": VERSION_TABLE, "version_table_schema": prefix}
+                )
+                return context.get_current_revision()
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(f"reading the Oban schema's version failed: {exc.orig}") from exc
 
 
 OBAN_TABLES = frozenset({"oban_jobs", VERSION_TABLE})

@@ -8,8 +8,10 @@ same call to a worker thread, or into the caller's ``AsyncSession`` /
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -165,6 +167,8 @@ class Oban:
         self._portal: BlockingPortal | None = None
         self._serving: Future[None] | None = None
         self._task_group: TaskGroup | None = None
+        self._stopping = False
+        self._stop_lock = threading.Lock()
         _registry.register(self.name, self)
 
     @staticmethod
@@ -295,17 +299,35 @@ class Oban:
         self._portal_cm, self._portal = portal_cm, portal
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop fetching, let running jobs finish for ``grace`` seconds, then stop."""
+        """Stop fetching, let running jobs finish for ``grace`` seconds, then stop.
+
+        Called again while a stop is under way (from another thread: a second
+        signal, say), it shortens that stop's grace period to ``grace``
+        (``0``: cancel the running jobs now; they go back ``available``) and
+        returns at once; the first call returns when everything has stopped.
+        """
         runtime, portal, portal_cm = self._runtime, self._portal, self._portal_cm
         if runtime is None or portal is None or portal_cm is None:
             raise NotRunningError(f"{self!r} was not started with start()")
+        if self._claim_stop():
+            if grace is not None:
+                with contextlib.suppress(RuntimeError):  # the first stop just finished
+                    portal.call(runtime.shorten_grace, grace)
+            return
         try:
             portal.call(runtime.stop, grace)
             if self._serving is not None:
                 self._serving.result()
         finally:
             self._runtime = self._portal = self._portal_cm = self._serving = None
+            self._stopping = False
             portal_cm.__exit__(None, None, None)
+
+    def _claim_stop(self) -> bool:
+        """Mark this instance as stopping; True if another call already is."""
+        with self._stop_lock:
+            already, self._stopping = self._stopping, True
+        return already
 
     def __enter__(self) -> Oban:
         self.start()
@@ -347,10 +369,15 @@ class Oban:
         runtime, task_group = self._runtime, self._task_group
         if runtime is None or task_group is None:
             raise NotRunningError(f"{self!r} was not started with start_async()")
+        if self._claim_stop():  # another task is stopping it: only shorten its grace
+            if grace is not None:
+                runtime.shorten_grace(grace)
+            return
         try:
             await runtime.stop(grace)
         finally:
             self._runtime = self._task_group = None
+            self._stopping = False
             await task_group.__aexit__(
                 None if exc is None else type(exc), exc, None if exc is None else exc.__traceback__
             )

@@ -8,7 +8,7 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.dialects import postgresql
 
 revision = "oban_0001"
@@ -64,7 +64,10 @@ def _add_suspended_state(bind: sa.Connection, prefix: str | None) -> None:
 
 def upgrade(prefix: str | None = None) -> None:
     bind = op.get_bind()
-    if sa.inspect(bind).has_table("oban_jobs", schema=prefix):
+    # Offline (``oban migrate --sql``) there is no database to look at: the
+    # SQL written is the install on an empty database, with no adoption.
+    offline = context.is_offline_mode()
+    if not offline and sa.inspect(bind).has_table("oban_jobs", schema=prefix):
         # Made by Elixir Oban, oban-py or an earlier install: adopt it as it is.
         # Its column types stay the peer's (the Basic engine adapts to them);
         # converting them would break the peer that shares the table.
@@ -75,7 +78,9 @@ def upgrade(prefix: str | None = None) -> None:
     if postgres:
         if prefix:
             op.execute(sa.schema.CreateSchema(prefix, if_not_exists=True))
-        postgresql.ENUM(*STATES, name="oban_job_state", schema=prefix).create(bind, checkfirst=True)
+        postgresql.ENUM(*STATES, name="oban_job_state", schema=prefix).create(
+            bind, checkfirst=not offline
+        )
         state_type: sa.types.TypeEngine[object] = postgresql.ENUM(
             *STATES, name="oban_job_state", schema=prefix, create_type=False
         )
@@ -162,4 +167,6 @@ def upgrade(prefix: str | None = None) -> None:
 def downgrade(prefix: str | None = None) -> None:
     op.drop_table("oban_jobs", schema=prefix)
     if op.get_bind().dialect.name == "postgresql":
-        postgresql.ENUM(name="oban_job_state", schema=prefix).drop(op.get_bind(), checkfirst=True)
+        postgresql.ENUM(name="oban_job_state", schema=prefix).drop(
+            op.get_bind(), checkfirst=not context.is_offline_mode()
+        )

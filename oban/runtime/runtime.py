@@ -84,6 +84,8 @@ class Runtime:
         self._loops = {type(plugin): _loop_for(plugin, config) for plugin in self.plugins}
         self._stop = anyio.Event()
         self._grace = config.shutdown_grace
+        self._grace_scope: anyio.CancelScope | None = None
+        self._grace_cap = float("inf")
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._done = anyio.Event()
@@ -130,18 +132,28 @@ class Runtime:
     async def _shutdown(self) -> None:
         for producer in self.producers.values():
             producer.stop_fetching()
-        with anyio.move_on_after(self._grace):
+        with anyio.move_on_after(min(self._grace, self._grace_cap)) as grace:
+            self._grace_scope = grace
             for producer in self.producers.values():
                 await producer.wait_drained()
+        self._grace_scope = None
         for producer in self.producers.values():
             producer.cancel_running()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop and wait until stopped."""
+        """Stop and wait until stopped; ``grace`` overrides ``shutdown_grace``."""
         if grace is not None:
             self._grace = grace
         self._stop.set()
         await self._done.wait()
+
+    def shorten_grace(self, grace: float) -> None:
+        """On the loop, while stopping: let running jobs finish for at most ``grace``
+        more seconds (0: cancel them now, as the end of the grace period does)."""
+        self._grace_cap = min(self._grace_cap, grace)  # whichever call comes first
+        scope = self._grace_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, anyio.current_time() + grace)
 
     # -- signal routing (on the loop) -------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -135,3 +137,29 @@ def test_starting_twice_says_it_is_running_and_the_first_run_goes_on(
         oban.stop()
     with pytest.raises(NotRunningError, match="was not started"):
         oban.stop()
+
+
+@backends
+def test_a_second_stop_cuts_the_grace_period_of_the_first(
+    make_oban: Callable[..., Oban], effects: Effects, backend: str
+) -> None:
+    """Two stops at once (a second signal): the shorter grace wins whichever call
+    claims the stop, the running job is put back at once, and both calls return."""
+    oban = make_oban(queues={"default": 2}, backend=backend)
+    oban.start()
+    job = oban.enqueue(workers.Forever.new({}))
+    wait_for(lambda: effects.started(job.id), message="the job started")
+
+    def stop_slowly() -> None:
+        with contextlib.suppress(NotRunningError):  # the other call may finish first
+            oban.stop(grace=3600)
+
+    first = threading.Thread(target=stop_slowly, daemon=True)
+    first.start()
+    oban.stop(grace=0)
+    first.join(timeout=30)
+    assert not first.is_alive(), "the first stop still waits out its hour of grace"
+    assert not oban.is_running
+    back = oban.get_job(job.id or 0)
+    assert back is not None
+    assert back.state is JobState.AVAILABLE

@@ -1,0 +1,164 @@
+"""How jobs look on a terminal (rich) and in a pipe (JSON lines).
+
+Everything a user stored (args, meta, tags, tracebacks) is printed as
+plain ``Text``, never as rich markup, so a ``[bold]`` in an argument is shown,
+not interpreted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from rich.console import Console, Group, RenderableType
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from ..job import TIMESTAMP_FIELDS, Job
+
+__all__ = ["ARGS_WIDTH", "job_detail", "job_json", "job_record", "jobs_table"]
+
+ARGS_WIDTH = 40
+"""Characters of a job's args the list shows; ``oban job ID`` shows them all."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """Every stored field of ``job`` as JSON-ready values (timestamps in ISO 8601)."""
+    record: dict[str, Any] = {
+        "id": job.id,
+        "state": str(job.state),
+        "queue": job.queue,
+        "worker": job.worker,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "priority": job.priority,
+        "args": job.args,
+        "meta": job.meta,
+        "tags": list(job.tags),
+        "attempted_by": list(job.attempted_by),
+        "errors": list(job.errors),
+    }
+    for name in TIMESTAMP_FIELDS:
+        record[name] = _iso(getattr(job, name))
+    return record
+
+
+def job_json(job: Job) -> str:
+    """One line of JSON for ``job``: what ``--json`` prints, one job a line."""
+    return orjson.dumps(job_record(job), default=str).decode()
+
+
+def abbreviate(value: object, width: int = ARGS_WIDTH) -> str:
+    """Compact JSON of ``value``, cut to ``width`` characters with an ellipsis."""
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_time(value: datetime | None) -> str:
+    """A timestamp to the second, in UTC (which the table's header says)."""
+    return "" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def jobs_table(jobs: list[Job]) -> Table:
+    """The list ``oban jobs`` shows: one row per job, newest first.
+
+    Every column but ``args`` keeps its full width; on a narrow terminal the
+    args are cut short, since ``oban job ID`` shows them whole.
+    """
+    rows = [
+        [
+            str(job.id),
+            str(job.state),
+            job.queue,
+            job.worker,
+            f"{job.attempt}/{job.max_attempts}",
+            _short_time(job.scheduled_at),
+            abbreviate(job.args),
+        ]
+        for job in jobs
+    ]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    headers = ("id", "state", "queue", "worker", "attempt", "scheduled_at (UTC)", "args")
+    for index, header in enumerate(headers):
+        widest = max([len(header), *(len(row[index]) for row in rows)])
+        is_args = header == "args"
+        table.add_column(
+            header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=None if is_args else widest,
+        )
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def _pretty(value: object) -> Text:
+    return Text(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def job_detail(job: Job) -> RenderableType:
+    """Everything about one job: its fields, args and meta, and every error in full."""
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    record = job_record(job)
+    for name in ("id", "state", "queue", "worker", "priority"):
+        fields.add_row(name, Text(str(record[name])))
+    fields.add_row("attempt", Text(f"{job.attempt} of {job.max_attempts}"))
+    fields.add_row("tags", Text(", ".join(job.tags) or "-"))
+    fields.add_row("attempted_by", Text(", ".join(job.attempted_by) or "-"))
+    for name in TIMESTAMP_FIELDS:
+        fields.add_row(name, Text(record[name] or "-"))
+    parts: list[RenderableType] = [
+        fields,
+        Rule("args", align="left"),
+        _pretty(job.args),
+        Rule("meta", align="left"),
+        _pretty(job.meta),
+    ]
+    for number, entry in enumerate(job.errors, start=1):
+        parts += [Rule(_error_title(number, entry), align="left"), Text(_error_text(entry))]
+    if not job.errors:
+        parts += [Rule("errors", align="left"), Text("none")]
+    return Group(*parts)
+
+
+def _error_title(number: int, entry: object) -> str:
+    if not isinstance(entry, dict):
+        return f"error {number}"
+    return f"error {number}: attempt {entry.get('attempt', '?')} at {entry.get('at', '?')}"
+
+
+def _error_text(entry: object) -> str:
+    """The entry's ``error`` (type, message and traceback); an odd entry as JSON."""
+    if isinstance(entry, dict) and isinstance(entry.get("error"), str):
+        return str(entry["error"])
+    return orjson.dumps(entry, default=str).decode()
+
+
+PIPE_WIDTH = 1_000
+"""Columns rich may use when stdout is not a terminal: whole rows for grep and less."""
+
+
+def stdout_console() -> Console:
+    """A console for results: markup and highlighting off, user data is shown as is.
+
+    On a terminal rich fits its width; in a pipe it would assume 80 columns
+    and cut rows, so there it may use as many as a row needs.
+    """
+    console = Console(highlight=False, markup=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, markup=False, soft_wrap=False, width=PIPE_WIDTH)
+    return console
+
+
+def stderr_console() -> Console:
+    """A console for status (spinners) that must never mix into piped results."""
+    return Console(stderr=True, highlight=False, markup=False)

@@ -26,17 +26,23 @@ def _state(url: str, job_id: int) -> JobState | None:
 def test_migrate_enqueue_from_a_route_run_a_worker_process_and_list_the_job(
     tmp_path: Path,
 ) -> None:
-    from examples.flask_app.app import create_app
+    from examples.flask_app.app import create_app, db
 
     url = f"sqlite:///{tmp_path / 'signup.db'}"
     assert "migrated" in ok("migrate", "-d", url, cwd=tmp_path)
 
     # The web process only enqueues; the worker process below runs the queues.
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "OBAN_RUN_QUEUES": False})
-    response = app.test_client().post("/signup", json={"email": "ada@example.com"})
-    assert response.status_code == 201
-    job_id = int(response.get_json()["job_id"])
-    assert _state(url, job_id) is JobState.AVAILABLE
+    try:
+        response = app.test_client().post("/signup", json={"email": "ada@example.com"})
+        assert response.status_code == 201
+        job_id = int(response.get_json()["job_id"])
+        assert _state(url, job_id) is JobState.AVAILABLE
+    finally:
+        app.extensions["oban"].oban.close()
+        with app.app_context():
+            for engine in db.engines.values():  # Flask-SQLAlchemy's pool, closed now
+                engine.dispose()
 
     worker = ["-d", url, "--queues", "mailers:2", "--import", "examples.flask_app.app"]
     with serving(*worker, cwd=tmp_path) as server:

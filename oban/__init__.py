@@ -23,6 +23,7 @@ from .errors import (
 from .job import Job, JobState
 from .migrations import migrate
 from .oban import Oban
+from .queue_info import QueueInfo
 from .results import Cancel, Record, Snooze
 from .worker import JobFunction, Worker, job, worker
 
@@ -46,6 +47,7 @@ __all__ = [
     "NotRunningError",
     "Oban",
     "ObanError",
+    "QueueInfo",
     "Record",
     "SchemaError",
     "Snooze",

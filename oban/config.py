@@ -9,7 +9,9 @@ accepts. The defaults are defined once here; ``Oban.__init__`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from .errors import ConfigError
 
@@ -22,8 +24,9 @@ __all__ = [
     "TESTING_MODES",
     "RuntimeConfig",
     "check_backend",
+    "check_count",
     "check_name",
-    "check_not_yet_supported",
+    "check_prune",
     "check_queues",
     "check_seconds",
     "check_testing",
@@ -44,6 +47,23 @@ ACK_DELAY = 0.005
 """Seconds the acker waits for more acks to write together."""
 ERROR_BACKOFF = (0.1, 5.0)
 """(first, longest) pause in seconds of a loop after a database error."""
+LEADER_LEASE = 30.0
+"""Seconds a leader holds its lease; it renews at a third of that. A leader that
+dies is replaced at most this long after its last renewal."""
+RESCUE_AFTER = 30.0
+"""Seconds without a heartbeat after which a node's executing jobs are rescued."""
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between heartbeats (at most; less when ``rescue_after`` is short)."""
+PRUNE_MAX_AGE = 60.0
+"""Seconds finished jobs are kept before the pruner deletes them."""
+PRUNE_LIMIT = 10_000
+"""The most jobs one pruner transaction deletes."""
+PRUNE_INTERVAL = 30.0
+"""Seconds between pruner runs."""
+RESCUE_LIMIT = 1_000
+"""The most orphaned jobs one lifeline transaction rescues."""
+CRON_INTERVAL = 1.0
+"""Seconds between the leader's looks at the cron table (a slot is inserted this late at most)."""
 
 TESTING_MODES = ("inline", "manual")
 BACKENDS = ("asyncio", "trio")
@@ -64,6 +84,24 @@ class RuntimeConfig:
     cancel_check_interval: float = CANCEL_CHECK_INTERVAL
     """Seconds between checks whether jobs running here were cancelled elsewhere
     (another process on the SQLite file, a lost notification)."""
+    name: str = "oban"
+    cluster: bool = True
+    """Run the many-node plugins (leadership, heartbeats, lifeline, pruner, cron,
+    queue state); off in testing modes."""
+    leader_lease: float = LEADER_LEASE
+    rescue_after: float = RESCUE_AFTER
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    prune_max_age: float | None = PRUNE_MAX_AGE
+    """None: keep finished jobs forever."""
+    prune_limit: int = PRUNE_LIMIT
+    prune_interval: float = PRUNE_INTERVAL
+    rescue_limit: int = RESCUE_LIMIT
+    cron: tuple[Any, ...] = ()
+    """The :class:`~oban.cron.CronEntry` table (from ``cron=`` and ``@worker(cron=)``)."""
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    cron_catch_up: float | None = None
+    """Seconds of missed slots a new leader inserts late; None: the last slot only."""
+    cron_interval: float = CRON_INTERVAL
 
 
 def check_queues(queues: object) -> dict[str, int]:
@@ -113,40 +151,65 @@ def check_name(name: object) -> str:
     return name
 
 
-def check_not_yet_supported(*, cron: object, timezone: object) -> None:
-    """``cron=`` and ``timezone=`` are part of the API but do nothing yet: say so.
+def check_prune(prune: object) -> float | None:
+    """``prune``: seconds finished jobs are kept (default 60); False or None keeps all."""
+    if prune is None or prune is False:
+        return None
+    if prune is True:
+        return PRUNE_MAX_AGE
+    return check_seconds("prune (seconds finished jobs are kept; False keeps all)", prune)
 
-    Accepting them silently would let a user believe their periodic jobs are
-    scheduled. An empty ``cron`` and the default ``"UTC"`` are fine.
-    """
-    if cron is not None and cron != [] and cron != {} and cron != ():
-        raise ConfigError(
-            "cron= is not supported yet: periodic jobs arrive with leader election "
-            "(many nodes). Until then, enqueue them from your own scheduler, or leave cron unset"
-        )
-    if timezone != "UTC":
-        raise ConfigError(
-            f"timezone= only applies to cron, which is not supported yet; got {timezone!r}. "
-            "Leave it unset (UTC)"
-        )
+
+def check_count(name: str, value: object) -> int:
+    """A positive whole number option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
 
 
 def runtime_config(
     *,
     queues: dict[str, int],
     node: str,
+    name: str = "oban",
     testing: str | None,
     poll_interval: object,
     stage_interval: object,
     shutdown_grace: object,
     cancel_check_interval: object,
+    leader_lease: object = LEADER_LEASE,
+    rescue_after: object = RESCUE_AFTER,
+    prune: object = PRUNE_MAX_AGE,
+    prune_limit: object = PRUNE_LIMIT,
+    prune_interval: object = PRUNE_INTERVAL,
+    cron: tuple[Any, ...] = (),
+    timezone: ZoneInfo | None = None,
+    cron_catch_up: object = None,
 ) -> RuntimeConfig:
-    """Check the runtime's options; a testing mode runs no queue."""
+    """Check the runtime's options; a testing mode runs no queue and no cluster work.
+
+    The heartbeat follows ``rescue_after``: at least three heartbeats fit in
+    it, so one slow write never makes a live node look dead.
+    """
+    rescue = check_seconds("rescue_after", rescue_after)
     return RuntimeConfig(
         queues={} if testing else dict(queues),
         node=node,
+        name=name,
+        cluster=not testing,
         poll_interval=check_seconds("poll_interval", poll_interval),
         stage_interval=check_seconds("stage_interval", stage_interval),
         shutdown_grace=check_seconds("shutdown_grace", shutdown_grace, allow_zero=True),
         cancel_check_interval=check_seconds("cancel_check_interval", cancel_check_interval),
+        leader_lease=check_seconds("leader_lease", leader_lease),
+        rescue_after=rescue,
+        heartbeat_interval=min(HEARTBEAT_INTERVAL, rescue / 3),
+        prune_max_age=check_prune(prune),
+        prune_limit=check_count("prune_limit", prune_limit),
+        prune_interval=check_seconds("prune_interval", prune_interval),
+        cron=tuple(cron),
+        timezone=timezone or ZoneInfo("UTC"),
+        cron_catch_up=None
+        if cron_catch_up is None
+        else check_seconds("cron_catch_up", cron_catch_up),
     )

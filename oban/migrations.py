@@ -187,7 +187,16 @@ def current_revision(bind: sa.Engine | str, *, prefix: str | None = None) -> str
             raise DatabaseError(f"reading the Oban schema's version failed: {exc.orig}") from exc
 
 
-OBAN_TABLES = frozenset({"oban_jobs", VERSION_TABLE})
+OBAN_TABLES = frozenset(
+    {
+        "oban_jobs",
+        "oban_peers",
+        "oban_producers",
+        "oban_cron_slots",
+        "oban_queue_states",
+        VERSION_TABLE,
+    }
+)
 """The tables Oban's revisions own; an application's autogenerate must leave them alone."""
 
 

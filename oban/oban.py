@@ -9,15 +9,16 @@ same call to a worker thread, or into the caller's ``AsyncSession`` /
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
@@ -29,19 +30,26 @@ from sqlalchemy.engine import Connection
 from . import _registry
 from .config import (
     CANCEL_CHECK_INTERVAL,
+    LEADER_LEASE,
     POLL_INTERVAL,
+    PRUNE_INTERVAL,
+    PRUNE_LIMIT,
+    PRUNE_MAX_AGE,
+    RESCUE_AFTER,
     SHUTDOWN_GRACE,
     STAGE_INTERVAL,
     check_backend,
+    check_count,
     check_name,
-    check_not_yet_supported,
     check_queues,
     check_testing,
     runtime_config,
 )
+from .cron import CronEntry, check_cron, check_timezone, cron_entries_of_workers
 from .engines import create_bind, engine_for
-from .engines.base import Capability, Changed, Engine, JobFilter
+from .engines.base import Capability, Changed, ClusterEngine, Engine, JobFilter
 from .engines.inline import Inline
+from .engines.signals import QueueSignal, queue_signal
 from .errors import (
     AlreadyRunningError,
     ConfigError,
@@ -50,6 +58,7 @@ from .errors import (
     NotRunningError,
 )
 from .job import Job, JobState, utc_now
+from .queue_info import QueueInfo
 from .runtime.database import AnyConn, Database, SyncConn
 from .runtime.runtime import Runtime
 
@@ -90,8 +99,18 @@ class Oban:
         name: the name workers find this instance by (``@worker(oban=...)``).
         node: this node's name in ``attempted_by``; the host name by default.
         prefix: PostgreSQL schema holding the Oban tables.
-        cron, timezone: periodic jobs, not supported yet: a cron table or a
-            timezone other than ``"UTC"`` raises :class:`~oban.ConfigError`.
+        cron: periodic jobs, ``[("*/5 * * * *", Worker, {"args": {...}, "queue":
+            ..., "priority": ...}), ...]`` (also ``@worker(cron=...)``); the
+            leader inserts each slot's job once, cluster-wide.
+        timezone: the IANA zone cron expressions are read in (default UTC).
+        cron_catch_up: seconds of slots missed while no leader ran that a new
+            leader inserts late; None (default): only the latest missed slot.
+        leader_lease: seconds a leader's lease lasts (it renews at a third).
+        rescue_after: seconds without a heartbeat after which a node's
+            executing jobs are rescued (heartbeats come at least 3 times as often).
+        prune: seconds finished jobs are kept (default 60); False or None keeps them all.
+        prune_limit: the most jobs one pruning transaction deletes.
+        prune_interval: seconds between pruner runs.
         testing: ``"inline"`` runs jobs inside ``enqueue``; ``"manual"`` stores
             them without running any queue.
         poll_interval: seconds between fetches when nothing signals new jobs.
@@ -127,24 +146,39 @@ class Oban:
         stage_interval: float = STAGE_INTERVAL,
         shutdown_grace: float = SHUTDOWN_GRACE,
         cancel_check_interval: float = CANCEL_CHECK_INTERVAL,
+        leader_lease: float = LEADER_LEASE,
+        rescue_after: float = RESCUE_AFTER,
+        prune: float | bool | None = PRUNE_MAX_AGE,
+        prune_limit: int = PRUNE_LIMIT,
+        prune_interval: float = PRUNE_INTERVAL,
+        cron_catch_up: float | None = None,
         backend: Literal["asyncio", "trio"] = "asyncio",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.testing = check_testing(testing)
         self.backend = check_backend(backend)
         self.name = check_name(name)
-        check_not_yet_supported(cron=cron, timezone=timezone)
         self.node = node or socket.gethostname()
         self.queues = check_queues(queues)
         self.clock = clock
+        self.timezone = check_timezone(timezone)
+        self._cron: tuple[CronEntry, ...] = check_cron(cron)
         self._config = runtime_config(
             queues=self.queues,
             node=self.node,
+            name=self.name,
             testing=self.testing,
             poll_interval=poll_interval,
             stage_interval=stage_interval,
             shutdown_grace=shutdown_grace,
             cancel_check_interval=cancel_check_interval,
+            leader_lease=leader_lease,
+            rescue_after=rescue_after,
+            prune=prune,
+            prune_limit=prune_limit,
+            prune_interval=prune_interval,
+            timezone=self.timezone,
+            cron_catch_up=cron_catch_up,
         )
         self.bind = self._make_bind(bind)
         if engine is None:
@@ -278,10 +312,27 @@ class Oban:
     def is_running(self) -> bool:
         return self._runtime is not None
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node leads its cluster now: it stages, prunes, rescues and
+        inserts cron jobs for every node. False while not running."""
+        runtime = self._runtime
+        return runtime is not None and runtime.is_leader
+
+    @property
+    def instance_id(self) -> str | None:
+        """The id of this run of the instance, fresh at every start (None when stopped)."""
+        runtime = self._runtime
+        return None if runtime is None else runtime.instance_id
+
     def _new_runtime(self) -> Runtime:
         if self._runtime is not None:
             raise AlreadyRunningError(f"{self!r} is already running: stop it before starting again")
-        self._runtime = Runtime(self._database, self._config, self.clock)
+        # @worker(cron=...) entries are read now: their modules may have been
+        # imported after this instance was made.
+        entries = {entry.key: entry for entry in self._cron + cron_entries_of_workers(self.name)}
+        config = dataclasses.replace(self._config, cron=tuple(entries.values()))
+        self._runtime = Runtime(self._database, config, self.clock)
         return self._runtime
 
     def start(self) -> None:
@@ -632,6 +683,167 @@ class Oban:
         where = JobFilter.of(queue=queue, worker=worker, state=state, ids=ids)
         page, cursor = self._page(limit, before)
         return await self._database.call_async(conn, self._list, where, page, cursor)
+
+    # -- queue control ------------------------------------------------------------------
+
+    def _control_signal(self, action: str, queue: object, limit: object = None) -> QueueSignal:
+        if not isinstance(queue, str) or not queue.strip():
+            raise ConfigError(f"queue must be a non-blank queue name, got {queue!r}")
+        checked = None if limit is None else check_count("limit (jobs at once)", limit)
+        if action in ("scale", "start") and checked is None:
+            raise ConfigError(f"{action}_queue needs limit=, the jobs of {queue!r} run at once")
+        return QueueSignal(action, queue, checked)
+
+    def _write_queue_state(self, conn: Connection, signal: QueueSignal) -> None:
+        cluster = cast("ClusterEngine", self.engine)
+        cluster.set_queue_state(
+            conn,
+            self.name,
+            signal.queue,
+            paused={"pause": True, "resume": False}.get(signal.action),
+            local_limit=signal.limit,
+            active={"start": True, "stop": False}.get(signal.action),
+            now=self.clock(),
+            signal=queue_signal(signal),
+        )
+
+    def _cluster_wide(self, local_only: bool) -> bool:
+        """Whether a queue command goes to every node (through the database)."""
+        if local_only or Capability.CLUSTER not in self.engine.capabilities:
+            if self._runtime is None:
+                raise NotRunningError(
+                    f"{self!r} is not running: a queue command with local_only=True (or on "
+                    f"the {self.engine.name} engine, which has no shared queues) acts on "
+                    "this node's running queues; start it first"
+                )
+            return False
+        return True
+
+    def _apply_here(self, signal: QueueSignal, *, required: bool) -> None:
+        runtime = self._runtime
+        applied = runtime is not None and runtime.on_loop(lambda: runtime.apply_signal(signal))
+        if required and not applied:
+            raise ConfigError(
+                f"queue {signal.queue!r} does not run on this node (queues here: "
+                f"{sorted(runtime.producers) if runtime else []}); "
+                "leave out local_only=True to reach every node"
+            )
+
+    def _queue_command(self, signal: QueueSignal, local_only: bool) -> None:
+        if self._cluster_wide(local_only):
+            self._database.call(None, self._write_queue_state, signal)
+        self._apply_here(signal, required=local_only and signal.action != "start")
+
+    async def _queue_command_async(self, signal: QueueSignal, local_only: bool) -> None:
+        if self._cluster_wide(local_only):
+            await self._database.call_async(None, self._write_queue_state, signal)
+        self._apply_here(signal, required=local_only and signal.action != "start")
+
+    def pause_queue(self, queue: str, *, local_only: bool = False) -> None:
+        """Stop fetching from ``queue`` on every node (running jobs finish).
+
+        The pause is kept in the database: a node that starts later stays
+        paused until :meth:`resume_queue`. ``local_only=True``: this node only,
+        until it stops.
+        """
+        self._queue_command(self._control_signal("pause", queue), local_only)
+
+    def resume_queue(self, queue: str, *, local_only: bool = False) -> None:
+        """Fetch from ``queue`` again, on every node (or this one)."""
+        self._queue_command(self._control_signal("resume", queue), local_only)
+
+    def scale_queue(self, queue: str, *, limit: int, local_only: bool = False) -> None:
+        """Run at most ``limit`` jobs of ``queue`` at once on each node (kept for
+        nodes that start later, like a pause)."""
+        self._queue_command(self._control_signal("scale", queue, limit), local_only)
+
+    def start_queue(self, queue: str, *, limit: int, local_only: bool = False) -> None:
+        """Start running ``queue`` with ``limit`` on every running node (or this one);
+        where it already runs, it is scaled to ``limit``."""
+        self._queue_command(self._control_signal("start", queue, limit), local_only)
+
+    def stop_queue(self, queue: str, *, local_only: bool = False) -> None:
+        """Stop running ``queue`` on every running node (or this one): fetching
+        stops, running jobs get the shutdown grace, then go back ``available``."""
+        self._queue_command(self._control_signal("stop", queue), local_only)
+
+    async def pause_queue_async(self, queue: str, *, local_only: bool = False) -> None:
+        """Async twin of :meth:`pause_queue`."""
+        await self._queue_command_async(self._control_signal("pause", queue), local_only)
+
+    async def resume_queue_async(self, queue: str, *, local_only: bool = False) -> None:
+        """Async twin of :meth:`resume_queue`."""
+        await self._queue_command_async(self._control_signal("resume", queue), local_only)
+
+    async def scale_queue_async(self, queue: str, *, limit: int, local_only: bool = False) -> None:
+        """Async twin of :meth:`scale_queue`."""
+        await self._queue_command_async(self._control_signal("scale", queue, limit), local_only)
+
+    async def start_queue_async(self, queue: str, *, limit: int, local_only: bool = False) -> None:
+        """Async twin of :meth:`start_queue`."""
+        await self._queue_command_async(self._control_signal("start", queue, limit), local_only)
+
+    async def stop_queue_async(self, queue: str, *, local_only: bool = False) -> None:
+        """Async twin of :meth:`stop_queue`."""
+        await self._queue_command_async(self._control_signal("stop", queue), local_only)
+
+    def _local_infos(self, queue: str | None) -> list[QueueInfo]:
+        runtime = self._runtime
+        if runtime is None:
+            return []
+        infos = runtime.on_loop(lambda: runtime.queue_infos(queue))
+        return list(infos or [])
+
+    def _heartbeat_infos(self, conn: Connection, queue: str | None) -> list[QueueInfo]:
+        cluster = cast("ClusterEngine", self.engine)
+        since = self.clock() - timedelta(seconds=self._config.rescue_after)
+        return [
+            QueueInfo.from_heartbeat(
+                queue=beat.queue,
+                node=beat.node,
+                meta=beat.meta,
+                started_at=beat.started_at,
+                updated_at=beat.updated_at,
+            )
+            for beat in cluster.list_heartbeats(conn, self.name, since)
+            if queue is None or beat.queue == queue
+        ]
+
+    def _merge_infos(self, remote: list[QueueInfo], queue: str | None) -> list[QueueInfo]:
+        """Every node's heartbeat, with this node's own rows replaced by its live state."""
+        local = self._local_infos(queue)
+        here = {info.instance_id for info in local}
+        infos = [info for info in remote if info.instance_id not in here] + local
+        return sorted(infos, key=lambda info: (info.queue, info.node, info.started_at))
+
+    def check_queue(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
+        """``queue`` on each node running it: limit, running job ids, paused, node,
+        instance id, started_at (from each node's latest heartbeat; this node's live)."""
+        self._control_signal("check", queue)
+        return self.check_all_queues(local_only=local_only, _queue=queue)
+
+    def check_all_queues(
+        self, *, local_only: bool = False, _queue: str | None = None
+    ) -> list[QueueInfo]:
+        """Every queue on every node (``local_only``: on this node), as :meth:`check_queue`."""
+        if local_only or Capability.CLUSTER not in self.engine.capabilities:
+            return self._local_infos(_queue)
+        remote = self._database.call(None, self._heartbeat_infos, _queue)
+        return self._merge_infos(remote, _queue)
+
+    async def check_queue_async(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
+        """Async twin of :meth:`check_queue`."""
+        self._control_signal("check", queue)
+        return await self.check_all_queues_async(local_only=local_only, _queue=queue)
+
+    async def check_all_queues_async(
+        self, *, local_only: bool = False, _queue: str | None = None
+    ) -> list[QueueInfo]:
+        """Async twin of :meth:`check_all_queues`."""
+        if local_only or Capability.CLUSTER not in self.engine.capabilities:
+            return self._local_infos(_queue)
+        remote = await self._database.call_async(None, self._heartbeat_infos, _queue)
+        return self._merge_infos(remote, _queue)
 
     # -- testing modes ------------------------------------------------------------------
 

@@ -23,7 +23,19 @@ from sqlalchemy.engine import Dialect
 
 from .job import JobState
 
-__all__ = ["JOB_STATE", "Json", "TextArray", "UtcDateTime", "metadata", "oban_jobs"]
+__all__ = [
+    "JOB_STATE",
+    "Json",
+    "TextArray",
+    "UtcDateTime",
+    "Uuid",
+    "metadata",
+    "oban_cron_slots",
+    "oban_jobs",
+    "oban_peers",
+    "oban_producers",
+    "oban_queue_states",
+]
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -91,6 +103,21 @@ class TextArray(sa.TypeDecorator[list[str]]):
         return None if value is None else list(value)
 
 
+class Uuid(sa.TypeDecorator[str]):
+    """A UUID as text in Python; ``uuid`` on PostgreSQL, TEXT elsewhere."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.UUID(as_uuid=False))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+
 JOB_STATE = sa.Enum(
     JobState,
     name="oban_job_state",
@@ -151,3 +178,57 @@ oban_jobs = sa.Table(
     ),
 )
 """The jobs table. The Alembic revisions create it; this describes it to queries."""
+
+oban_peers = sa.Table(
+    "oban_peers",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("node", sa.Text, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+"""The leader lease, one row per Oban name (Elixir Oban's shape)."""
+
+oban_producers = sa.Table(
+    "oban_producers",
+    metadata,
+    sa.Column("uuid", Uuid, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("node", sa.Text, nullable=False),
+    sa.Column("queue", sa.Text, nullable=False),
+    sa.Column("meta", Json, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Heartbeats: one row per running queue per node (oban-py's and Oban Pro's shape).
+
+``uuid`` is the producer's id, the second entry of ``attempted_by`` of the
+jobs it runs; ``meta`` holds ``local_limit``, ``paused``, ``running`` (job
+ids) and ``instance`` (the id of this start of the Oban instance).
+"""
+
+oban_cron_slots = sa.Table(
+    "oban_cron_slots",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("entry", sa.Text, primary_key=True),
+    sa.Column("slot_at", UtcDateTime, primary_key=True),
+    sa.Column("job_id", sa.BigInteger),
+    sa.Column("inserted_at", UtcDateTime, nullable=False),
+)
+"""One row per cron entry and slot: the key that makes each slot's job inserted once."""
+
+oban_queue_states = sa.Table(
+    "oban_queue_states",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("queue", sa.Text, primary_key=True),
+    sa.Column("paused", sa.Boolean),
+    sa.Column("local_limit", sa.Integer),
+    sa.Column("active", sa.Boolean),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Cluster-wide pause and limit of a queue, read by every node (also those started
+later), and its last cluster-wide start or stop (``active``), which only nodes
+running at the time act on."""

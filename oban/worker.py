@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from . import _registry as instances
-from .errors import JobValidationError, UnknownWorkerError
+from .cron_schedule import CronExpression, parse_expression
+from .errors import ConfigError, JobValidationError, UnknownWorkerError
 from .job import Job
 from .unique import ReplaceSpec, UniqueSpec, parse_replace, parse_unique
 
@@ -32,6 +33,7 @@ __all__ = [
     "JobFunction",
     "Worker",
     "WorkerSpec",
+    "as_worker_class",
     "job",
     "resolve_worker",
     "worker",
@@ -74,6 +76,8 @@ class WorkerSpec:
     unique: UniqueSpec | None = None
     replace: ReplaceSpec | None = None
     timeout: float | None = None
+    cron: tuple[CronExpression, ...] = ()
+    """``@worker(cron=...)``: schedules the leader enqueues this worker on (args ``{}``)."""
 
     def job_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -163,6 +167,25 @@ class WorkerOptions(TypedDict, total=False):
     replace: Mapping[str, Any] | ReplaceSpec | None
     timeout: float | None
     oban: str
+    cron: str | list[str] | tuple[str, ...]
+
+
+def _parse_cron(name: str, cron: object) -> tuple[CronExpression, ...]:
+    """``cron=`` of a worker, checked at decoration so a typo fails at import, not at 3 am."""
+    if cron is None:
+        return ()
+    if isinstance(cron, str):
+        cron = [cron]
+    if not isinstance(cron, (list, tuple)):
+        raise ConfigError(
+            f"cron= of worker {name!r} must be a cron expression or a list of them, "
+            f"got {type(cron).__name__}: {cron!r}"
+        )
+    try:
+        parsed = [parse_expression(text) for text in cron]
+    except ConfigError as exc:
+        raise ConfigError(f"cron= of worker {name!r}: {exc}") from exc
+    return tuple(dict.fromkeys(parsed))  # the same schedule twice is one schedule
 
 
 def _spec_from(name: str, options: WorkerOptions) -> WorkerSpec:
@@ -189,6 +212,7 @@ def _spec_from(name: str, options: WorkerOptions) -> WorkerSpec:
         # Parsed once here: a bad option fails at decoration, naming the part.
         "unique": parse_unique(options.get("unique")),
         "replace": parse_replace(options.get("replace")),
+        "cron": _parse_cron(name, options.get("cron")),
     }
     spec = WorkerSpec(name=name, **fields)
     # Validate the defaults once, at decoration time, not at the first enqueue.
@@ -202,6 +226,10 @@ def worker(**options: Unpack[WorkerOptions]) -> Callable[[W], W]:
     ``process`` may be ``def`` (run in a thread) or ``async def`` (run on the
     event loop). Optional ``backoff(self, job) -> seconds`` and
     ``timeout(self, job) -> seconds | None`` methods refine retries and limits.
+
+    ``cron="@daily"`` (or a list of expressions) has the leader enqueue the
+    worker on that schedule, with args ``{}`` and the worker's defaults; a bad
+    expression raises :class:`~oban.ConfigError` here, at decoration.
 
     Example:
         >>> @worker(queue="mailers", max_attempts=5, tags=["email"])
@@ -281,6 +309,18 @@ class JobFunction(Generic[P, R]):
         return await self.worker_class.enqueue_async(self._args(args, kwargs), **self._options)
 
 
+def _check_callable_without_args(func: Callable[..., Any]) -> None:
+    """A ``@job(cron=...)`` runs with args ``{}``: every parameter needs a default."""
+    try:
+        inspect.signature(func).bind()
+    except TypeError as exc:
+        raise ConfigError(
+            f"@job(cron=...) on {worker_name(func)}: its scheduled jobs call it with no "
+            f"arguments, but {exc}; give every parameter a default, or use Oban(cron=[...]) "
+            "with args"
+        ) from exc
+
+
 def job(**options: Unpack[WorkerOptions]) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Make a plain function (``def`` or ``async def``) a worker.
 
@@ -292,6 +332,8 @@ def job(**options: Unpack[WorkerOptions]) -> Callable[[Callable[P, R]], JobFunct
     """
 
     def decorate(func: Callable[P, R]) -> JobFunction[P, R]:
+        if _parse_cron(worker_name(func), options.get("cron")):
+            _check_callable_without_args(func)
         target = cast("Callable[..., Any]", func)
         if inspect.iscoroutinefunction(func):
 
@@ -322,7 +364,12 @@ def job(**options: Unpack[WorkerOptions]) -> Callable[[Callable[P, R]], JobFunct
     return decorate
 
 
-def _as_worker_class(obj: object) -> type | None:
+def as_worker_class(obj: object) -> type | None:
+    """The worker class of a ``@worker`` class or ``@job`` function, else None.
+
+    A class counts only if it was decorated itself: an undecorated subclass
+    inherits ``__oban_worker__`` but would run under its parent's name.
+    """
     if isinstance(obj, JobFunction):
         return obj.worker_class
     if isinstance(obj, type) and isinstance(obj.__dict__.get("__oban_worker__"), WorkerSpec):
@@ -354,7 +401,7 @@ def resolve_worker(name: str) -> type:
             obj = getattr(obj, attr, None)
             if obj is None:
                 break
-        found = _registry.get(name) or _as_worker_class(obj)
+        found = _registry.get(name) or as_worker_class(obj)
         if found is not None:
             _registry[name] = found
             return found
@@ -374,6 +421,11 @@ def resolve_worker(name: str) -> type:
         "Make sure the worker's module is importable on every node that runs queue "
         "jobs; the job will retry with backoff meanwhile"
     )
+
+
+def registered_workers() -> tuple[type, ...]:
+    """Every worker class registered in this process (decorated or resolved so far)."""
+    return tuple(dict.fromkeys(_registry.values()))
 
 
 def worker_spec(worker_class: type) -> WorkerSpec:

@@ -159,7 +159,7 @@ def test_upgrade_heads_makes_the_apps_tables_and_obans(app: App) -> None:
     assert {"accounts", "oban_jobs", "alembic_version"} <= app.tables()
     with app.bind.connect() as conn:
         heads = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
-    assert heads == {"app_0001", "oban_0001"}
+    assert heads == {"app_0001", "oban_0002"}
 
 
 def test_downgrade_oban_to_base_removes_only_obans_tables(app: App) -> None:

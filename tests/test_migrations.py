@@ -41,7 +41,7 @@ def test_migrate_creates_the_jobs_table_on_sqlite(tmp_path: Path) -> None:
     assert "oban_jobs_staging_index" in indexes
     with engine.connect() as conn:
         versions = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
-        assert list(versions) == ["oban_0001"]
+        assert list(versions) == ["oban_0002"]
     engine.dispose()
 
 
@@ -146,7 +146,10 @@ def test_rollback_undoes_migrate_and_migrate_redoes_it(
     url, prefix = empty_database
     assert current_revision(url, prefix=prefix) is None
     oban.migrate(url, prefix=prefix)
+    assert current_revision(url, prefix=prefix) == "oban_0002"
+    rollback(url, prefix=prefix)
     assert current_revision(url, prefix=prefix) == "oban_0001"
+    assert _has_jobs_table(url, prefix)
     rollback(url, prefix=prefix)
     assert current_revision(url, prefix=prefix) is None
     assert not _has_jobs_table(url, prefix)
@@ -164,7 +167,8 @@ def test_migrate_sql_writes_the_install_without_connecting(
     assert "CREATE TABLE" in script
     assert "CREATE INDEX oban_jobs_staging_index" in script
     assert "INSERT INTO" in script
-    assert "oban_0001" in script
+    assert "oban_0002" in script
+    assert "oban_peers" in script
     assert current_revision(url, prefix=prefix) is None
     assert not _has_jobs_table(url, prefix)
 
@@ -180,7 +184,7 @@ def test_the_sql_of_migrate_installs_a_working_schema_on_sqlite(tmp_path: Path) 
     finally:
         raw.close()
     engine.dispose()
-    assert current_revision(url) == "oban_0001"
+    assert current_revision(url) == "oban_0002"
     instance = oban.Oban(url, testing="manual")
     saved = instance.enqueue(oban.Job("app.jobs.Anything"))
     assert instance.get_job(saved.id or 0) is not None

@@ -202,7 +202,8 @@ def rollback(
 ) -> None:
     """Downgrade the Oban tables one revision (or to REV).
 
-    Rolling back the first revision drops the jobs table and every job in it.
+    Rolling back the first revision drops the jobs table and every job in it;
+    rolling back oban_0002 drops the leader, heartbeat, cron slot and queue state tables.
     """
     with target(database, prefix, app) as opened:
         bind, schema = _bind(opened), opened.oban.prefix

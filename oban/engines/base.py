@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy.engine import Connection
 
@@ -24,7 +24,17 @@ from ..errors import JobValidationError
 from ..job import Job, JobState
 from ..outcomes import Ack
 
-__all__ = ["Capability", "Changed", "Engine", "JobFilter"]
+__all__ = [
+    "Capability",
+    "Changed",
+    "ClusterEngine",
+    "Engine",
+    "Heartbeat",
+    "JobFilter",
+    "Lease",
+    "QueueState",
+    "Rescued",
+]
 
 
 class Capability(str, enum.Enum):
@@ -45,6 +55,10 @@ class Capability(str, enum.Enum):
     """Jobs run inside ``enqueue``, before it returns."""
     UNIQUE = "unique"
     """Unique jobs are enforced: a duplicate insert returns the stored job instead."""
+    CLUSTER = "cluster"
+    """Several nodes cooperate through the database (:class:`ClusterEngine`):
+    heartbeats, one leader, rescue of orphaned jobs, pruning, cron, and queue
+    control (pause, resume, scale) that reaches every node."""
 
 
 CANCELLABLE = (
@@ -170,6 +184,56 @@ class Changed:
     """Queues that got available jobs (retry): their producers fetch at once."""
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One producer's row in ``oban_producers``: a queue running on one node."""
+
+    uuid: str
+    """The producer's id: the second entry of ``attempted_by`` of the jobs it runs."""
+    name: str
+    node: str
+    queue: str
+    meta: dict[str, Any]
+    """``local_limit``, ``paused``, ``running`` (job ids) and ``instance``."""
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The answer to a bid for leadership."""
+
+    leader: bool
+    """True if this node holds the lease now."""
+    expires_at: datetime | None
+    """When the current lease ends (whoever holds it); None if nobody holds one."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The cluster-wide state of one queue: what ``pause_queue``/``scale_queue`` set."""
+
+    queue: str
+    paused: bool | None
+    """None: never paused or resumed cluster-wide (each node's own state holds)."""
+    local_limit: int | None
+    """None: never scaled cluster-wide (each node's configured limit holds)."""
+    active: bool | None
+    """The last cluster-wide ``start_queue`` (True) or ``stop_queue`` (False), if any."""
+    version: int
+    """Grows with each change, so a node applies each change once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rescued:
+    """What the lifeline did."""
+
+    available: int = 0
+    discarded: int = 0
+    queues: tuple[str, ...] = ()
+    """Queues that got available jobs back: their producers fetch at once."""
+
+
 class Engine(Protocol):
     """Storage for jobs. Every method runs inside the caller's transaction."""
 
@@ -240,4 +304,95 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release pools or other resources the engine owns."""
+        ...
+
+
+class ClusterEngine(Engine, Protocol):
+    """An engine with :attr:`Capability.CLUSTER`: what several nodes share.
+
+    ``name`` arguments are the Oban instance's name (``Oban(name=...)``), so
+    several differently named instances can share one database.
+    """
+
+    def record_heartbeats(self, conn: Connection, beats: Sequence[Heartbeat]) -> None:
+        """Insert or refresh these producers' rows."""
+        ...
+
+    def delete_heartbeats(self, conn: Connection, uuids: Sequence[str]) -> None:
+        """Remove these producers' rows (a clean stop, a stopped queue)."""
+        ...
+
+    def list_heartbeats(self, conn: Connection, name: str, since: datetime) -> list[Heartbeat]:
+        """The rows of ``name``'s producers that heart-beat at ``since`` or later."""
+        ...
+
+    def take_lease(
+        self, conn: Connection, name: str, node: str, now: datetime, lease: float
+    ) -> Lease:
+        """Take or renew ``name``'s leadership for ``lease`` seconds, in one
+        conditional statement: granted if nobody holds it, its lease expired,
+        or ``node`` already holds it."""
+        ...
+
+    def release_lease(self, conn: Connection, name: str, node: str) -> None:
+        """Give up ``name``'s leadership if ``node`` holds it (and tell the others)."""
+        ...
+
+    def rescue_jobs(
+        self, conn: Connection, now: datetime, rescue_after: float, limit: int
+    ) -> Rescued:
+        """Put back ``executing`` jobs whose producer has not heart-beaten for
+        ``rescue_after`` seconds (or has no row at all): ``available`` when
+        attempts remain, else ``discarded``, with an error entry naming the node."""
+        ...
+
+    def prune_jobs(self, conn: Connection, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` completed, cancelled and discarded jobs that
+        finished before ``before``; return how many."""
+        ...
+
+    def prune_heartbeats(self, conn: Connection, before: datetime) -> int:
+        """Delete producer rows last updated before ``before`` (long-dead nodes)."""
+        ...
+
+    def latest_cron_slots(self, conn: Connection, name: str) -> dict[str, datetime]:
+        """The latest recorded slot of every cron entry of ``name``, by entry key."""
+        ...
+
+    def insert_cron_jobs(
+        self,
+        conn: Connection,
+        name: str,
+        slots: Sequence[tuple[str, datetime, Job | None]],
+        now: datetime,
+    ) -> list[Job]:
+        """Record each (entry, slot) once and insert its job (None: record only).
+
+        A slot already recorded, by this node or another, inserts nothing:
+        the table's key makes each slot's job inserted once.
+        """
+        ...
+
+    def prune_cron_slots(self, conn: Connection, name: str, before: datetime) -> int:
+        """Delete slot rows recorded before ``before``, keeping each entry's latest."""
+        ...
+
+    def queue_states(self, conn: Connection, name: str) -> list[QueueState]:
+        """Every queue of ``name`` paused, resumed or scaled cluster-wide."""
+        ...
+
+    def set_queue_state(
+        self,
+        conn: Connection,
+        name: str,
+        queue: str,
+        *,
+        paused: bool | None,
+        local_limit: int | None,
+        active: bool | None,
+        now: datetime,
+        signal: dict[str, Any],
+    ) -> None:
+        """Record a cluster-wide change of ``queue`` (None: unchanged) and send
+        ``signal`` to every node (NOTIFY where the engine has it)."""
         ...

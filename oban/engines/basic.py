@@ -44,7 +44,16 @@ from ..schema import JOB_STATE, Json, oban_jobs
 from ..unique import lock_key
 from .base import CANCELLABLE, Capability, Changed, JobFilter
 from .listener import Listener
-from .signals import INSERT, SIGNAL, channel_name, encode, inserted, pkill
+from .signals import (
+    INSERT,
+    LEADER,
+    SIGNAL,
+    channel_name,
+    encode,
+    inserted,
+    leader_down,
+    pkill,
+)
 from .sql import SqlEngine, translate_errors
 
 __all__ = ["Basic", "TableShape"]
@@ -127,6 +136,7 @@ class Basic(SqlEngine):
             Capability.TRANSACTIONAL,
             Capability.NOTIFY,
             Capability.UNIQUE,
+            Capability.CLUSTER,
         }
     )
 
@@ -291,6 +301,24 @@ class Basic(SqlEngine):
         queues = super().stage_jobs(conn, now, limit)
         self.notify(conn, INSERT, [inserted(queue) for queue in queues])
         return queues
+
+    # -- many nodes (see cluster.py) ---------------------------------------------------------
+
+    def _attempted_by(self, index: int) -> ColumnElement[str]:
+        # PostgreSQL arrays count from 1; unqualified, so the prefix applies.
+        return sa.literal_column(f"attempted_by[{index + 1:d}]", sa.Text())
+
+    def _prepare(self, conn: Connection) -> None:
+        self.shape(conn)  # _append_error writes Elixir's jsonb[] errors where it finds them
+
+    def _announce(self, conn: Connection, queues: Sequence[str]) -> None:
+        self.notify(conn, INSERT, [inserted(queue) for queue in queues])
+
+    def _signal(self, conn: Connection, payload: dict[str, Any]) -> None:
+        self.notify(conn, SIGNAL, [payload])
+
+    def _leader_down(self, conn: Connection, name: str) -> None:
+        self.notify(conn, LEADER, [leader_down(name)])
 
     # -- notifications ----------------------------------------------------------------------
 

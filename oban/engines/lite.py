@@ -48,7 +48,13 @@ class Lite(SqlEngine):
 
     name: ClassVar[str] = "lite"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PERSISTENT, Capability.SHARED, Capability.TRANSACTIONAL, Capability.UNIQUE}
+        {
+            Capability.PERSISTENT,
+            Capability.SHARED,
+            Capability.TRANSACTIONAL,
+            Capability.UNIQUE,
+            Capability.CLUSTER,
+        }
     )
 
     def __init__(
@@ -126,6 +132,9 @@ class Lite(SqlEngine):
             pairs.append(sa.literal(f'$."{key}"'))
             pairs.append(sa.func.json(sa.bindparam(f"b_meta_{index}", type_=Json())))
         return sa.func.json_set(oban_jobs.c.meta, *pairs)
+
+    def _attempted_by(self, index: int) -> ColumnElement[str]:
+        return sa.func.json_extract(oban_jobs.c.attempted_by, sa.literal(f"$[{index:d}]"))
 
     def _id_in(self, ids: Sequence[int]) -> ColumnElement[bool]:
         # One JSON parameter read by json_each: any number of ids, where an

@@ -22,27 +22,39 @@ import base64
 import binascii
 import gzip
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 __all__ = [
+    "ANY",
     "INSERT",
+    "LEADER",
     "PKILL",
+    "QUEUE_ACTIONS",
     "SIGNAL",
+    "QueueSignal",
     "channel_name",
     "decode",
     "encode",
     "inserted",
     "inserted_queue",
+    "leader_down",
+    "leader_down_name",
     "pkill",
     "pkill_job_id",
+    "queue_signal",
+    "read_queue_signal",
 ]
 
 INSERT = "insert"
 """The channel that tells producers a queue got available jobs."""
 SIGNAL = "signal"
-"""The channel of commands to nodes (``pkill`` now; pause, resume, scale next)."""
+"""The channel of commands to nodes: ``pkill`` and the queue actions."""
+
+LEADER = "leader"
+"""The channel on which a leader that stops says so, so another takes over at once."""
 
 PKILL = "pkill"
 """The signal action that stops an executing job wherever it runs (Elixir Oban's name)."""
@@ -76,6 +88,62 @@ def pkill_job_id(payload: Mapping[str, Any]) -> int | None:
     if isinstance(job_id, bool) or not isinstance(job_id, int):
         return None
     return job_id
+
+
+QUEUE_ACTIONS = ("pause", "resume", "scale", "start", "stop")
+"""Signal actions about a queue, as Elixir Oban names them."""
+
+ANY = "any"
+"""The ``ident`` of a signal meant for every node."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSignal:
+    """A queue command: pause, resume, scale (``limit``), start (``limit``) or stop."""
+
+    action: str
+    queue: str
+    limit: int | None = None
+    ident: str = ANY
+    """``"any"`` for every node, else ``"{name}.{node}"`` of the one node meant."""
+
+
+def queue_signal(signal: QueueSignal) -> dict[str, Any]:
+    """The ``oban_signal`` payload of ``signal``: the object Elixir Oban sends, so
+    a pause from either reaches the nodes of both."""
+    payload: dict[str, Any] = {
+        "action": signal.action,
+        "queue": signal.queue,
+        "ident": signal.ident,
+    }
+    if signal.limit is not None:
+        payload["limit"] = signal.limit
+    return payload
+
+
+def read_queue_signal(payload: Mapping[str, Any]) -> QueueSignal | None:
+    """The queue command in a signal payload; None for any other (or malformed) one."""
+    action, queue = payload.get("action"), payload.get("queue")
+    if action not in QUEUE_ACTIONS or not isinstance(queue, str) or not queue:
+        return None
+    limit = payload.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if action == "scale":
+            return None
+        limit = None
+    ident = payload.get("ident", ANY)
+    return QueueSignal(str(action), queue, limit, ident if isinstance(ident, str) else ANY)
+
+
+def leader_down(name: str) -> dict[str, Any]:
+    """The ``oban_leader`` payload a leader sends as it gives up (Elixir Oban's shape)."""
+    return {"down": name}
+
+
+def leader_down_name(payload: Mapping[str, Any]) -> str | None:
+    """The Oban name that lost its leader, from an ``oban_leader`` payload."""
+    down = payload.get("down")
+    return down if isinstance(down, str) else None
 
 
 def channel_name(prefix: str | None, name: str) -> str:

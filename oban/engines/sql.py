@@ -25,6 +25,7 @@ from ..outcomes import Ack
 from ..schema import Json, oban_jobs
 from ..unique import UniqueSpec
 from .base import CANCELLABLE, NOT_RETRYABLE, Capability, Changed, JobFilter
+from .cluster import ClusterSql
 
 __all__ = ["SqlEngine", "translate_errors"]
 
@@ -57,7 +58,7 @@ def _sorted_fetch(jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=lambda job: (job.priority, job.scheduled_at, job.id))
 
 
-class SqlEngine:
+class SqlEngine(ClusterSql):
     """Common SQL for engines that store jobs in ``oban_jobs``."""
 
     name: ClassVar[str] = "sql"

@@ -29,7 +29,8 @@ class Loop:
     """Runs ``tick()`` over and over until stopped or cancelled.
 
     Between ticks it waits for :meth:`wake` or ``interval`` seconds, whichever
-    comes first; ``interval=None`` waits for a wake only, ``0`` runs the ticks
+    comes first (``interval`` may be a callable, asked before each wait);
+    ``interval=None`` waits for a wake only, ``0`` runs the ticks
     back to back (for a tick that itself blocks, such as a LISTEN). With
     ``jitter`` (0.1 = ±10 %) each wait is spread so that nodes started
     together do not tick in step. ``immediate`` ticks once before the first
@@ -53,7 +54,7 @@ class Loop:
         name: str,
         tick: Tick,
         *,
-        interval: float | None,
+        interval: float | Callable[[], float | None] | None,
         jitter: float = 0.0,
         immediate: bool = False,
         error_backoff: tuple[float, float] = (0.1, 5.0),
@@ -64,7 +65,7 @@ class Loop:
     ) -> None:
         self.name = name
         self._tick = tick
-        self.interval = interval
+        self._interval = interval
         self.jitter = jitter
         self.immediate = immediate
         self.error_backoff = error_backoff
@@ -104,11 +105,19 @@ class Loop:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def interval(self) -> float | None:
+        """Seconds of the next wait; a callable ``interval`` is asked each time (a
+        leader bidding for the lease waits until the current one ends)."""
+        interval = self._interval
+        return interval() if callable(interval) else interval
+
     def next_wait(self) -> float | None:
         """The seconds of the next wait between ticks: ``interval`` with its jitter."""
-        if self.interval is None or not self.jitter:
-            return self.interval
-        return max(0.0, self.interval * (1 + self.jitter * (2 * self._rand() - 1)))
+        interval = self.interval
+        if interval is None or not self.jitter:
+            return interval
+        return max(0.0, interval * (1 + self.jitter * (2 * self._rand() - 1)))
 
     async def _wait(self) -> None:
         with anyio.move_on_after(self.next_wait()):

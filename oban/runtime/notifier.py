@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 from ..engines.base import Capability, Engine
-from ..engines.signals import INSERT, SIGNAL, channel_name, decode
+from ..engines.signals import INSERT, LEADER, SIGNAL, channel_name, decode
 from .loops import Loop
 
 __all__ = ["Notifier", "notifier_for"]
@@ -162,12 +162,12 @@ def notifier_for(engine: Engine, *, application_name: str) -> Notifier | None:
     """A notifier for an engine that declares ``NOTIFY`` (Basic), else None.
 
     Such an engine offers ``listener(names, application_name=...)``, a
-    blocking LISTEN connection on its channels for ``insert`` and ``signal``.
+    blocking LISTEN connection on its channels for ``insert``, ``signal`` and ``leader``.
     """
     if Capability.NOTIFY not in engine.capabilities:
         return None
     make = getattr(engine, "listener", None)
     if not callable(make):
         return None
-    listener: Listening = make([INSERT, SIGNAL], application_name=application_name)
+    listener: Listening = make([INSERT, SIGNAL, LEADER], application_name=application_name)
     return Notifier(listener, prefix=getattr(engine, "prefix", None))

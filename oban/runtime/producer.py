@@ -46,7 +46,9 @@ class Producer:
     ) -> None:
         self.queue = queue
         self.limit = limit
+        self.paused = False
         self.uuid = str(uuid.uuid4())
+        self.started_at = clock()
         self._database = database
         self._config = config
         self._clock = clock
@@ -71,6 +73,29 @@ class Producer:
         """New jobs may be available: fetch now instead of at the next poll."""
         self._maybe_more = True
         self.loop.wake()
+
+    def pause(self) -> None:
+        """Fetch nothing until :meth:`resume`; running jobs go on to the end."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.notify()
+
+    def scale(self, limit: int) -> None:
+        """Run at most ``limit`` jobs at once from now on (running ones go on)."""
+        self.limit = limit
+        self.threads.total_tokens = limit
+        self.notify()
+
+    def heartbeat_meta(self, instance_id: str) -> dict[str, object]:
+        """What this producer's heartbeat row says of it (``oban_producers.meta``)."""
+        return {
+            "local_limit": self.limit,
+            "paused": self.paused,
+            "running": self.running_ids(),
+            "instance": instance_id,
+        }
 
     def stop_fetching(self) -> None:
         self.loop.stop()
@@ -117,7 +142,7 @@ class Producer:
 
     async def _fetch(self) -> None:
         demand = self.limit - len(self.running)
-        if self.loop.stopped or demand <= 0 or self._jobs is None:
+        if self.loop.stopped or self.paused or demand <= 0 or self._jobs is None:
             return
         self._maybe_more = False
         # Shielded: claimed rows must reach the executor, never be dropped.

@@ -10,15 +10,15 @@ from tests.cli.support import fails, ok, run
 
 def test_migrate_installs_then_is_a_no_op(blank: CliDatabase) -> None:
     first = ok("migrate", *blank.flags, cwd=blank.cwd)
-    assert "from nothing to oban_0001" in first
-    assert current_revision(blank.url, prefix=blank.prefix) == "oban_0001"
+    assert "from nothing to oban_0002" in first
+    assert current_revision(blank.url, prefix=blank.prefix) == "oban_0002"
     again = ok("migrate", *blank.flags, cwd=blank.cwd)
-    assert "already at oban_0001" in again
+    assert "already at oban_0002" in again
 
 
 def test_migrate_takes_the_database_from_the_environment(blank: CliDatabase) -> None:
     ok("migrate", cwd=blank.cwd, env=blank.env)
-    assert current_revision(blank.url, prefix=blank.prefix) == "oban_0001"
+    assert current_revision(blank.url, prefix=blank.prefix) == "oban_0002"
 
 
 def test_migrate_sql_prints_the_install_and_runs_nothing(blank: CliDatabase) -> None:
@@ -41,13 +41,15 @@ def test_rollback_to_base_removes_the_tables_and_jobs(migrated: CliDatabase) -> 
     made = migrated.make_oban()
     made.enqueue(oban.Job("app.Anything"))
     out = ok("rollback", "--yes", "--revision", "base", *migrated.flags, cwd=migrated.cwd)
-    assert "from oban_0001 to nothing" in out
+    assert "from oban_0002 to nothing" in out
     assert current_revision(migrated.url, prefix=migrated.prefix) is None
     line = fails("jobs", *migrated.flags, cwd=migrated.cwd)
     assert "run `oban migrate`" in line
 
 
 def test_rollback_goes_down_one_revision_by_default(migrated: CliDatabase) -> None:
+    ok("rollback", "--yes", *migrated.flags, cwd=migrated.cwd)
+    assert current_revision(migrated.url, prefix=migrated.prefix) == "oban_0001"
     ok("rollback", "--yes", *migrated.flags, cwd=migrated.cwd)
     assert current_revision(migrated.url, prefix=migrated.prefix) is None
     nothing = ok("rollback", "--yes", *migrated.flags, cwd=migrated.cwd)
@@ -58,7 +60,7 @@ def test_rollback_asks_first_and_a_no_changes_nothing(migrated: CliDatabase) -> 
     done = run("rollback", *migrated.flags, cwd=migrated.cwd, stdin="n\n")
     assert done.returncode != 0
     assert "drops the jobs table" in done.stderr
-    assert current_revision(migrated.url, prefix=migrated.prefix) == "oban_0001"
+    assert current_revision(migrated.url, prefix=migrated.prefix) == "oban_0002"
     done = run("rollback", *migrated.flags, cwd=migrated.cwd, stdin="y\n")
     assert done.returncode == 0, done.stderr
-    assert current_revision(migrated.url, prefix=migrated.prefix) is None
+    assert current_revision(migrated.url, prefix=migrated.prefix) == "oban_0001"

@@ -61,6 +61,7 @@ def test_capabilities(basic: Basic) -> None:
         Capability.TRANSACTIONAL,
         Capability.NOTIFY,
         Capability.UNIQUE,
+        Capability.CLUSTER,
     }
 
 

@@ -4,20 +4,49 @@ A plugin is a ``tick`` the runtime runs on its own :class:`~oban.runtime.loops.L
 with the interval, jitter and leader-only flag the plugin declares. It sees
 the runtime only through a :class:`PluginContext` (the database, the clock,
 the config, and the few things it may ask of the node: wake queues, list and
-stop running jobs), so a plugin can be read, and tested, on its own.
+stop running jobs, leadership, queue state), so a plugin can be read, and
+tested, on its own.
 
-Today: :class:`~oban.runtime.plugins.stager.Stager` and
-:class:`~oban.runtime.plugins.cancel_check.CancelCheck`. Next: pruner,
-lifeline, cron, leader and heartbeat, each one more module here.
+Every node: :class:`Leader` (bids for the lease), :class:`Heartbeat`,
+:class:`QueueSync` (cluster-wide pause/scale) and :class:`CancelCheck`.
+The leader only: :class:`Stager`, :class:`Lifeline`, :class:`Pruner` and
+:class:`Cron`.
 """
 
 from __future__ import annotations
 
 from .base import Plugin, PluginContext
 from .cancel_check import CancelCheck
+from .cron import Cron
+from .heartbeat import Heartbeat
+from .leader import Leader
+from .lifeline import Lifeline
+from .pruner import Pruner
+from .queue_sync import QueueSync
 from .stager import Stager
 
-__all__ = ["DEFAULT_PLUGINS", "CancelCheck", "Plugin", "PluginContext", "Stager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "CancelCheck",
+    "Cron",
+    "Heartbeat",
+    "Leader",
+    "Lifeline",
+    "Plugin",
+    "PluginContext",
+    "Pruner",
+    "QueueSync",
+    "Stager",
+]
 
-DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (Stager, CancelCheck)
-"""The plugins every runtime runs, in the order they start."""
+DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (
+    Leader,
+    Heartbeat,
+    QueueSync,
+    Stager,
+    CancelCheck,
+    Lifeline,
+    Pruner,
+    Cron,
+)
+"""The plugins a runtime may run, in the order they start (each says if it is ``wanted``)."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from ...config import RuntimeConfig
+from ...engines.base import ClusterEngine, QueueState
 from ..database import Database
+
+if TYPE_CHECKING:
+    from ..producer import Producer
 
 __all__ = ["Plugin", "PluginContext"]
 
@@ -26,6 +30,26 @@ class PluginContext:
     """Ids of the jobs running on this node (not yet cancelled)."""
     kill: Callable[[Iterable[int]], None]
     """Stop these running jobs (their rows are already cancelled)."""
+    instance_id: str = ""
+    """The id of this start of the Oban instance (fresh at every start)."""
+    started_at: datetime | None = None
+    leader_node: str = ""
+    """What this node writes in ``oban_peers.node``: its name and instance id."""
+    is_leader: Callable[[], bool] = lambda: False
+    set_leader: Callable[[bool], None] = lambda leading: None
+    """Tell the runtime whether this node holds the lease now."""
+    leader_term: Callable[[], int] = lambda: 0
+    """Grows each time this node becomes leader: state kept per term starts afresh."""
+    producers: Callable[[], list[Producer]] = list
+    """The queues running here now."""
+    apply_queue_state: Callable[[QueueState, bool], None] = lambda state, at_start: None
+    """Act on a cluster-wide queue change (``at_start``: read as this node starts)."""
+
+    @property
+    def cluster(self) -> ClusterEngine:
+        """The engine, as a :class:`~oban.engines.base.ClusterEngine` (plugins that use
+        these operations only run on engines with the CLUSTER capability)."""
+        return cast("ClusterEngine", self.database.engine)
 
 
 class Plugin:
@@ -44,10 +68,18 @@ class Plugin:
     def __init__(self, context: PluginContext) -> None:
         self.context = context
 
+    @classmethod
+    def wanted(cls, config: RuntimeConfig) -> bool:
+        """Whether a runtime with ``config`` runs this plugin at all."""
+        return True
+
     @property
     def interval(self) -> float | None:
-        """Seconds between ticks (None: only when woken)."""
+        """Seconds between ticks (None: only when woken); asked before each wait."""
         raise NotImplementedError
 
     async def tick(self) -> None:
         raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Clean up as the runtime stops (after the last job's ack is written)."""

@@ -2,9 +2,9 @@
 
 Every ``stage_interval`` it moves up to ``stage_limit`` due jobs in one
 statement and wakes the producers of their queues (on PostgreSQL the engine
-also NOTIFYs every node). It runs on every node for now; once leadership
-exists it becomes leader-only, as in Elixir Oban. Staging is idempotent, so
-two nodes staging at once only do the same update twice.
+also NOTIFYs every node). Only the leader stages, as in Elixir Oban; a node
+without many-node support (a testing mode) is its own leader. Staging is
+idempotent, so two nodes that briefly both lead only do the same update twice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["Stager"]
 
 class Stager(Plugin):
     name: ClassVar[str] = "staging scheduled jobs"
-    leader_only: ClassVar[bool] = False  # every node, until a leader is elected (many nodes)
+    leader_only: ClassVar[bool] = True
     immediate: ClassVar[bool] = True
 
     @property

@@ -1,0 +1,52 @@
+"""The lifeline: the leader rescues jobs whose node died while running them.
+
+A job is orphaned when it is ``executing``, started more than
+``rescue_after`` seconds ago, and the producer that fetched it has not
+heart-beaten for ``rescue_after`` (or has no row at all). It goes back to
+``available`` if attempts remain, else ``discarded``, with an error entry
+naming the node. A job on a live node is never rescued, however long it
+runs, and the rescue is guarded by the attempt, like an ack: a late ack from
+a node that comes back cannot overwrite the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from ...config import RuntimeConfig
+from .base import Plugin
+
+__all__ = ["Lifeline"]
+
+logger = logging.getLogger("oban")
+
+
+class Lifeline(Plugin):
+    name: ClassVar[str] = "rescuing orphaned jobs"
+    leader_only: ClassVar[bool] = True
+    jitter: ClassVar[float] = 0.1
+
+    @classmethod
+    def wanted(cls, config: RuntimeConfig) -> bool:
+        return config.cluster
+
+    @property
+    def interval(self) -> float:
+        return self.context.config.rescue_after / 3
+
+    async def tick(self) -> None:
+        context = self.context
+        config = context.config
+        rescued = await context.database.run(
+            context.cluster.rescue_jobs, context.clock(), config.rescue_after, config.rescue_limit
+        )
+        if rescued.available or rescued.discarded:
+            logger.warning(
+                "rescued %d orphaned job(s) (their node stopped heart-beating): "
+                "%d back to available, %d discarded (no attempts left)",
+                rescued.available + rescued.discarded,
+                rescued.available,
+                rescued.discarded,
+            )
+        context.wake_queues(rescued.queues)

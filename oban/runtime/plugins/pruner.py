@@ -1,0 +1,65 @@
+"""The pruner: the leader deletes finished jobs older than ``prune`` seconds.
+
+Completed, cancelled and discarded jobs go in batches of at most
+``prune_limit`` rows, each batch its own short transaction through the
+partial index of its state, so a table of millions is pruned without a long
+lock and fetching never waits for it. It also deletes the heartbeat rows of
+long-dead nodes and old cron slots (keeping each entry's latest).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar
+
+import anyio
+import anyio.lowlevel
+
+from ...config import RuntimeConfig
+from .base import Plugin, PluginContext
+
+__all__ = ["Pruner"]
+
+DEAD_AFTER = 10
+"""Heartbeat rows silent for this many ``rescue_after`` periods are deleted."""
+SLOTS_KEPT = timedelta(days=1)
+"""Cron slot rows are kept this long (each entry's latest for ever)."""
+
+
+class Pruner(Plugin):
+    name: ClassVar[str] = "pruning finished jobs"
+    leader_only: ClassVar[bool] = True
+    jitter: ClassVar[float] = 0.1
+
+    def __init__(self, context: PluginContext) -> None:
+        super().__init__(context)
+        self.pruned = 0
+        """How many jobs this node deleted (for tests and metrics)."""
+        self.batches = 0
+
+    @classmethod
+    def wanted(cls, config: RuntimeConfig) -> bool:
+        return config.cluster
+
+    @property
+    def interval(self) -> float:
+        return self.context.config.prune_interval
+
+    async def tick(self) -> None:
+        context = self.context
+        config = context.config
+        cluster = context.cluster
+        database = context.database
+        now = context.clock()
+        if config.prune_max_age is not None:
+            before = now - timedelta(seconds=config.prune_max_age)
+            while True:
+                deleted = await database.run(cluster.prune_jobs, before, config.prune_limit)
+                self.pruned += deleted
+                self.batches += 1
+                if deleted < config.prune_limit:
+                    break
+                await anyio.lowlevel.checkpoint()  # let fetches and acks in between batches
+        dead = now - timedelta(seconds=config.rescue_after * DEAD_AFTER)
+        await database.run(cluster.prune_heartbeats, dead)
+        await database.run(cluster.prune_cron_slots, config.name, now - SLOTS_KEPT)

@@ -10,7 +10,9 @@ runtime's internals touches this function and those few asserts, nothing else.
 from __future__ import annotations
 
 from oban import Oban
+from oban.runtime.loops import Loop
 from oban.runtime.notifier import Notifier
+from oban.runtime.plugins import Plugin
 from oban.runtime.runtime import Runtime
 
 
@@ -26,3 +28,11 @@ def notifier_of(instance: Oban) -> Notifier:
     notifier = runtime_of(instance).notifier
     assert notifier is not None, f"{instance!r} has no notifier (its engine lacks NOTIFY)"
     return notifier
+
+
+def plugin_loop(instance: Oban, kind: type[Plugin]) -> Loop:
+    """The loop of a plugin of a started instance: its ``ticks`` count finished
+    runs (the lifeline looked N times); ``wake()`` runs it now."""
+    loop = runtime_of(instance)._loops.get(kind)
+    assert loop is not None, f"{instance!r} runs no {kind.__name__}"
+    return loop

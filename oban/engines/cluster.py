@@ -365,6 +365,7 @@ class ClusterSql:
             queue=queue,
             paused=paused,
             local_limit=local_limit,
+            active=active,
             version=1,
             updated_at=now,
         )

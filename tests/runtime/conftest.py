@@ -8,7 +8,7 @@ import pytest
 
 from oban import Oban
 from tests.conftest import oban_factory
-from tests.runtime.workers import EFFECTS, Effects
+from tests.runtime.workers import EFFECTS, GATE, Effects
 
 FAST = {"poll_interval": 0.05, "stage_interval": 0.05}
 """Short intervals so polling and staging never make a test wait long."""
@@ -17,7 +17,9 @@ FAST = {"poll_interval": 0.05, "stage_interval": 0.05}
 @pytest.fixture(autouse=True)
 def effects() -> Iterator[Effects]:
     EFFECTS.reset()
+    GATE.clear()
     yield EFFECTS
+    GATE.set()  # a gated job left running must not hold its thread after the test
     EFFECTS.reset()
 
 

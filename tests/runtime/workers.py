@@ -229,3 +229,17 @@ class AppendLine(Worker):
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+GATE = threading.Event()
+"""Opened by a test to let :class:`Gated` jobs finish."""
+
+
+@worker(queue="default")
+class Gated(Worker):
+    """Runs until the test opens the gate: a job that outlives many heartbeats."""
+
+    def process(self, job: Job) -> None:
+        EFFECTS.record("gated", job)
+        GATE.wait(60)
+        EFFECTS.finish(job)

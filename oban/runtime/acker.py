@@ -28,7 +28,11 @@ class Acker:
         self._idle = anyio.Event()
         self._idle.set()
         self.loop = Loop(
-            "writing acks", self._write, interval=None, error_backoff=config.error_backoff
+            "writing acks",
+            self._write,
+            interval=None,
+            error_backoff=config.error_backoff,
+            outage=database.outage,
         )
 
     def put(self, ack: Ack) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, scoped_session
 from typing_extensions import TypeVarTuple, Unpack
 
 from ..engines.base import Capability, Engine
+from .outage import Outage
 
 if TYPE_CHECKING:
     # sqlalchemy.ext.asyncio needs greenlet; import it only when a caller
@@ -69,6 +70,8 @@ class Database:
     def __init__(self, engine: Engine, *, threads: int | None = None) -> None:
         self.engine = engine
         self.limiter = anyio.CapacityLimiter(threads or pool_threads(engine))
+        self.outage = Outage()
+        """Where the runtime's loops report database errors: one log line per outage."""
 
     def joins(self, conn: object) -> bool:
         """Whether a call with ``conn`` runs in the caller's transaction (not committed yet)."""

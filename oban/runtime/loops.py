@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from ..backoff import error_pause
+from ..errors import DatabaseError
+from .outage import Outage
 
 __all__ = ["Loop"]
 
@@ -40,7 +42,9 @@ class Loop:
     first failure of a run of them is an error record on the ``oban`` logger
     with the traceback, later ones are debug records, and the first success
     after them says it recovered: an outage is two lines in the log, not one
-    per retry), then the loop pauses (``error_backoff``: first and longest pause, growing with each
+    per retry; loops sharing an :class:`~oban.runtime.outage.Outage` report
+    database errors there instead, so an outage of the whole node is two
+    lines), then the loop pauses (``error_backoff``: first and longest pause, growing with each
     failure in a row, jittered) and ticks again at once, without waiting for a
     wake: a step that failed is retried, not skipped.
 
@@ -61,6 +65,7 @@ class Loop:
         leader_only: bool = False,
         is_leader: Callable[[], bool] = lambda: True,
         on_error: OnError | None = None,
+        outage: Outage | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
@@ -72,6 +77,7 @@ class Loop:
         self.leader_only = leader_only
         self._is_leader = is_leader
         self._on_error = on_error or self._log_error
+        self._outage = outage
         self._rand = rand
         self._wakeup = anyio.Event()
         self._stopped = False
@@ -140,11 +146,17 @@ class Loop:
             except Exception as exc:  # every loop survives errors: log, back off, go on
                 self.failures += 1
                 pause = error_pause(self.failures, self.error_backoff)
-                self._on_error(exc, pause)
+                if self._outage is not None and isinstance(exc, DatabaseError):
+                    self._outage.failed(self.name, exc, pause)
+                else:
+                    self._on_error(exc, pause)
                 await anyio.sleep(pause)
                 pending = True
                 continue
             if self.failures:
-                logger.warning("%s recovered after %d failure(s)", self.name, self.failures)
+                if self._outage is not None and self._outage.ongoing:
+                    self._outage.recovered(self.name)
+                else:
+                    logger.warning("%s recovered after %d failure(s)", self.name, self.failures)
             self.failures = 0
             self.ticks += 1

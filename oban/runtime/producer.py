@@ -67,6 +67,7 @@ class Producer:
             self._fetch,
             interval=config.poll_interval,
             error_backoff=config.error_backoff,
+            outage=database.outage,
         )
 
     def notify(self) -> None:

@@ -44,6 +44,7 @@ from .acker import Acker
 from .database import Database
 from .loops import Loop
 from .notifier import notifier_for
+from .outage import Outage
 from .plugins import (
     DEFAULT_PLUGINS,
     CancelCheck,
@@ -124,7 +125,8 @@ class Runtime:
         )
         self.plugins = [plugin(context) for plugin in plugins if plugin.wanted(config)]
         self._loops = {
-            type(plugin): _loop_for(plugin, config, self._acts_as_leader) for plugin in self.plugins
+            type(plugin): _loop_for(plugin, config, self._acts_as_leader, database.outage)
+            for plugin in self.plugins
         }
         self._stop = anyio.Event()
         self._grace = config.shutdown_grace
@@ -446,7 +448,9 @@ class Runtime:
             self.notify_insert(changed.queues)
 
 
-def _loop_for(plugin: Plugin, config: RuntimeConfig, is_leader: Callable[[], bool]) -> Loop:
+def _loop_for(
+    plugin: Plugin, config: RuntimeConfig, is_leader: Callable[[], bool], outage: Outage
+) -> Loop:
     return Loop(
         plugin.name,
         plugin.tick,
@@ -456,4 +460,5 @@ def _loop_for(plugin: Plugin, config: RuntimeConfig, is_leader: Callable[[], boo
         error_backoff=config.error_backoff,
         leader_only=plugin.leader_only,
         is_leader=is_leader,
+        outage=outage,
     )

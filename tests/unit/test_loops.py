@@ -15,7 +15,9 @@ from collections.abc import Callable
 import anyio
 import pytest
 
+from oban.errors import DatabaseError
 from oban.runtime.loops import Loop
+from oban.runtime.outage import Outage
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +188,60 @@ def test_jitter_spreads_the_wait_around_the_interval(
 ) -> None:
     loop = Loop("test loop", Ticks(), interval=interval, jitter=jitter, rand=lambda: rand)
     assert loop.next_wait() == pytest.approx(expected)
+
+
+class DatabaseTicks(Ticks):
+    """Fails like the database does: with the DatabaseError every engine raises."""
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.failing > 0:
+            self.failing -= 1
+            raise DatabaseError(f"connection refused (call {self.calls})")
+
+
+async def test_an_outage_seen_by_many_loops_is_two_lines_with_its_length(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every loop of a node fails when the database goes; the log says so once,
+    and once more, with how long it lasted, when the last of them works again."""
+    caplog.set_level(logging.DEBUG, logger="oban")
+    seconds = iter([100.0, 112.5])
+    outage = Outage(clock=lambda: next(seconds))
+    ticks = [DatabaseTicks(failing=n) for n in (2, 3, 4)]
+    loops = [
+        Loop(f"loop {n}", tick, interval=None, error_backoff=FAST_BACKOFF, outage=outage)
+        for n, tick in enumerate(ticks)
+    ]
+    async with anyio.create_task_group() as tasks:
+        for loop in loops:
+            tasks.start_soon(loop.run)
+            loop.wake()
+        await until(lambda: all(loop.ticks == 1 for loop in loops), "every loop recovered")
+        for loop in loops:
+            loop.stop()
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in loud] == ["ERROR", "WARNING"]
+    assert loud[0].getMessage().startswith("database unavailable (loop ")
+    assert "failed: connection refused (call 1)" in loud[0].getMessage()
+    assert loud[0].exc_info is not None
+    assert (
+        loud[1].getMessage() == "database available again after 12.5s (9 failed attempt(s) retried)"
+    )
+    assert outage.outages == 1
+    assert not outage.ongoing
+
+
+async def test_a_bug_in_a_tick_is_not_taken_for_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="oban")
+    outage = Outage()
+    loop = Loop("buggy", Ticks(failing=1), interval=None, error_backoff=FAST_BACKOFF, outage=outage)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        loop.wake()
+        await until(lambda: loop.ticks == 1, "the tick worked")
+        loop.stop()
+    assert outage.outages == 0
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud[0].startswith("buggy failed; retrying in")
+    assert loud[1] == "buggy recovered after 1 failure(s)"

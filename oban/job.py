@@ -159,7 +159,12 @@ class Job:
     inserting ``Oban``'s clock plus the delay (so an injected clock governs it,
     as it governs everything else); until then ``scheduled_at`` shows the
     delay from the wall clock. ``extra`` holds data for the code handling the
-    job in this process; it is never stored.
+    job in this process; it is never stored. A job read from a row that
+    something else wrote, with args, meta, tags, errors or attempted_by that
+    cannot be read (not JSON, or JSON of the wrong kind), comes back from
+    ``get_job``/``list_jobs`` with those fields empty and
+    ``extra["undecodable"]`` mapping each such column to what was wrong and
+    what was stored; such a row is never run but ``discarded`` when fetched.
 
     Example:
         >>> job = Job("app.jobs.Mailer", args={"to": "a@b.c"}, queue="mailers",

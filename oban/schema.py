@@ -6,6 +6,12 @@ zone`` holding UTC). On SQLite the same columns hold JSON as TEXT and
 timestamps as ISO text, which sorts correctly. Python code always sees aware
 UTC datetimes, dicts and lists, whatever the dialect.
 
+A JSON column whose stored text is not JSON (written by hand or by another
+program) reads as an :class:`Undecodable` instead of raising: a decode error
+raised inside SQLAlchemy's result processing would abort the whole statement
+half way through its rows, so one bad row would fail every read (and every
+fetch) that meets it. The engines turn the marker into a per-row decision.
+
 Tables are defined without a schema; a ``prefix`` is applied per connection
 with SQLAlchemy's ``schema_translate_map``, so one definition serves every
 prefix.
@@ -27,6 +33,7 @@ __all__ = [
     "JOB_STATE",
     "Json",
     "TextArray",
+    "Undecodable",
     "UtcDateTime",
     "Uuid",
     "metadata",
@@ -55,6 +62,23 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=timezone.utc)
 
 
+class Undecodable:
+    """What a JSON column read as when its stored text is not JSON: the text and why.
+
+    Never equal to a dict or a list, so a shape check on the decoded row
+    catches it along with JSON of the wrong kind.
+    """
+
+    __slots__ = ("reason", "stored")
+
+    def __init__(self, stored: str | bytes, reason: str) -> None:
+        self.stored = stored
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Undecodable({self.stored!r}, {self.reason!r})"
+
+
 class Json(sa.TypeDecorator[Any]):
     """``jsonb`` on PostgreSQL, orjson-encoded TEXT elsewhere.
 
@@ -77,12 +101,21 @@ class Json(sa.TypeDecorator[Any]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if isinstance(value, (str, bytes)) and dialect.name != "postgresql":
-            return orjson.loads(value)
+            # The try is free on the common path; this runs for every value read.
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                return Undecodable(value, f"not JSON ({exc})")
         return value
 
 
 class TextArray(sa.TypeDecorator[list[str]]):
-    """``text[]`` on PostgreSQL, a JSON array as TEXT elsewhere."""
+    """``text[]`` on PostgreSQL, a JSON array as TEXT elsewhere.
+
+    Reads give what is stored, decoded: a list unless the row was written by
+    something else (an :class:`Undecodable`, or JSON of another kind, which
+    the engines check for before building a job).
+    """
 
     impl = sa.Text
     cache_ok = True
@@ -97,10 +130,13 @@ class TextArray(sa.TypeDecorator[list[str]]):
             return value
         return orjson.dumps(value).decode()
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if isinstance(value, (str, bytes)):
-            return list(orjson.loads(value))
-        return None if value is None else list(value)
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                return Undecodable(value, f"not JSON ({exc})")
+        return value
 
 
 class Uuid(sa.TypeDecorator[str]):

@@ -26,7 +26,7 @@ looks at the table once and writes each column in the type it has.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -296,6 +296,16 @@ class Basic(SqlEngine):
         if acks:
             self.shape(conn)
         super().ack_jobs(conn, acks)
+
+    def _discard_unreadable(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[Mapping[Any, Any], dict[str, str]]],
+        now: datetime,
+    ) -> None:
+        # The error is appended in the errors column's own type (jsonb or jsonb[]).
+        self.shape(conn)
+        super()._discard_unreadable(conn, rows, now)
 
     def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
         queues = super().stage_jobs(conn, now, limit)

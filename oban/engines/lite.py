@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 import orjson
@@ -82,14 +82,27 @@ class Lite(SqlEngine):
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; on any exception its connection is retired.
+
+        An exception raised while a statement's rows are being read (a result
+        processor failing on one row, say) leaves that statement unfinished,
+        and Python 3.11+ no longer resets statements on rollback: while the
+        half-read cursor lives (the traceback keeps it), the connection's next
+        COMMIT fails ("SQL statements in progress") and the one after that
+        cannot BEGIN ("cannot start a transaction within a transaction"). So
+        the transaction is rolled back, which releases the write lock at once,
+        and the connection is invalidated instead of going back to the pool;
+        the next transaction opens a fresh one. Failures are rare, a
+        reconnect to a file is cheap. A failed COMMIT is handled the same way.
+        """
         with self._lock, translate_errors(), self.bind.connect() as conn:
             self._begin(conn)
             try:
                 yield conn
+                conn.commit()
             except BaseException:
-                conn.rollback()
+                _retire(conn)
                 raise
-            conn.commit()
 
     def _begin(self, conn: Connection) -> None:
         """Take the write lock, waiting out other processes.
@@ -190,6 +203,17 @@ class Lite(SqlEngine):
         entry = _entries(column)
         named = entry.c.key == sa.bindparam(None, key)
         return ~sa.exists(sa.select(sa.literal(1)).select_from(entry).where(named))
+
+
+def _retire(conn: Connection) -> None:
+    """Roll back ``conn``'s transaction and close its connection for good (see
+    :meth:`Lite.transaction`), without masking the exception being handled."""
+    try:
+        # Should the rollback fail, closing the connection discards the transaction too.
+        with suppress(Exception):
+            conn.rollback()
+    finally:
+        conn.invalidate()
 
 
 def _entries(column: ColumnElement[Any]) -> Any:

@@ -7,13 +7,15 @@ between SQLite and PostgreSQL. Every value travels as a bound parameter.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
+import orjson
 import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
@@ -21,8 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import DatabaseError, SchemaError
 from ..job import Job, JobState
-from ..outcomes import Ack
-from ..schema import Json, oban_jobs
+from ..outcomes import Ack, error_entry
+from ..schema import Json, Undecodable, oban_jobs
 from ..unique import UniqueSpec
 from .base import CANCELLABLE, NOT_RETRYABLE, Capability, Changed, JobFilter
 from .cluster import ClusterSql
@@ -30,6 +32,8 @@ from .cluster import ClusterSql
 __all__ = ["SqlEngine", "translate_errors"]
 
 c = oban_jobs.c
+
+logger = logging.getLogger("oban")
 
 _MISSING_TABLE = re.compile(r"no such table|relation .* does not exist|undefined.?table", re.I)
 
@@ -56,6 +60,107 @@ _REPLACE_ATTEMPTS = 5
 
 def _sorted_fetch(jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=lambda job: (job.priority, job.scheduled_at, job.id))
+
+
+# -- rows that cannot become jobs ---------------------------------------------------
+
+# NULL reads as empty: Elixir Oban's meta, tags and attempted_by are nullable.
+_OBJECT = (dict, type(None))
+_ARRAY = (list, type(None))
+
+_SHAPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("args", dict, "a JSON object"),
+    ("meta", _OBJECT, "a JSON object"),
+    ("tags", _ARRAY, "a JSON array of strings"),
+    ("errors", _ARRAY, "a JSON array"),
+    ("attempted_by", _ARRAY, "a JSON array of strings"),
+)
+"""The JSON columns a Job needs in a given shape: name, accepted types, what is expected."""
+
+_CLIP = 200
+"""How much of an unreadable stored value an error message quotes."""
+
+
+def _unreadable(row: Mapping[Any, Any]) -> dict[str, str] | None:
+    """Which JSON columns of ``row`` cannot become a Job's fields, and why; None if all can.
+
+    A row written by hand or by another program may hold text that is not
+    JSON (SQLite; the column reads as :class:`~oban.schema.Undecodable`) or
+    JSON of the wrong kind (an array as args, on either database). Building a
+    Job from it anyway would hand a worker a list where it expects a dict, or
+    break the runtime's own reads of ``meta``. On the common path this is
+    five ``isinstance`` checks (spelt out: this runs for every fetched row).
+    """
+    if (
+        isinstance(row["args"], dict)
+        and isinstance(row["meta"], _OBJECT)
+        and isinstance(row["tags"], _ARRAY)
+        and isinstance(row["errors"], _ARRAY)
+        and isinstance(row["attempted_by"], _ARRAY)
+    ):
+        return None
+    problems: dict[str, str] = {}
+    for name, kinds, expected in _SHAPES:
+        value = row[name]
+        if not isinstance(value, kinds):
+            problems[name] = _describe(name, value, expected)
+    return problems
+
+
+def _describe(name: str, value: object, expected: str) -> str:
+    if isinstance(value, Undecodable):
+        return f"could not decode {name}: {value.reason}; stored text: {_clip(value.stored)}"
+    stored = orjson.dumps(value, default=repr)
+    return (
+        f"could not decode {name}: {_json_kind(value)} where {expected} is expected; "
+        f"stored value: {_clip(stored)}"
+    )
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return f"a {type(value).__name__}"
+
+
+def _clip(stored: str | bytes) -> str:
+    text = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
+    return repr(text if len(text) <= _CLIP else text[:_CLIP] + "...")
+
+
+_EMPTY: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
+    "args": dict,
+    "meta": dict,
+    "tags": list,
+    "errors": list,
+    "attempted_by": list,
+}
+
+
+def _job(row: Mapping[Any, Any]) -> Job:
+    """A stored row as a Job, whatever it holds (for reads: get, list, unique lookups).
+
+    A column that cannot be read comes back empty (``{}`` or ``[]``) and is
+    named, with the reason and the stored text, in
+    ``job.extra["undecodable"]`` (column -> message): one such row must not
+    make a whole listing fail, and its other fields are still worth seeing.
+    """
+    problems = _unreadable(row)
+    if problems is None:
+        return Job.from_row(dict(row))
+    job = Job.from_row({**row, **{name: _EMPTY[name]() for name in problems}})
+    job.extra["undecodable"] = problems
+    return job
 
 
 class SqlEngine(ClusterSql):
@@ -202,7 +307,7 @@ class SqlEngine(ClusterSql):
             .limit(1)
         )
         row = self.execute(conn, statement).mappings().first()
-        return None if row is None else Job.from_row(dict(row))
+        return None if row is None else _job(row)
 
     def _insert_unique(self, conn: Connection, job: Job, spec: UniqueSpec, now: datetime) -> Job:
         existing: Job | None = None
@@ -251,7 +356,7 @@ class SqlEngine(ClusterSql):
             .returning(*c)
         )
         row = self.execute(conn, statement).mappings().first()
-        return None if row is None else Job.from_row(dict(row))
+        return None if row is None else _job(row)
 
     @staticmethod
     def _insert_values(job: Job, now: datetime) -> dict[str, Any]:
@@ -278,6 +383,15 @@ class SqlEngine(ClusterSql):
     def fetch_jobs(
         self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime
     ) -> list[Job]:
+        """Claim up to ``demand`` available jobs of ``queue`` for ``attempted_by``.
+
+        A claimed row that cannot become a job (args that are not a JSON
+        object, meta/tags/errors that cannot be read: see :func:`_unreadable`)
+        is not returned: in the same transaction it is ``discarded`` with an
+        error saying what could not be read, since no retry would read it
+        better. The other rows of the fetch are returned as usual, so one bad
+        row never holds up its queue.
+        """
         if demand <= 0:
             return []
         candidates = (
@@ -298,8 +412,49 @@ class SqlEngine(ClusterSql):
             )
             .returning(*c)
         )
-        result = self.execute(conn, statement)
-        return _sorted_fetch([Job.from_row(dict(row)) for row in result.mappings()])
+        jobs: list[Job] = []
+        unreadable: list[tuple[Mapping[Any, Any], dict[str, str]]] = []
+        for row in self.execute(conn, statement).mappings():
+            problems = _unreadable(row)
+            if problems is None:
+                jobs.append(Job.from_row(dict(row)))
+            else:
+                unreadable.append((row, problems))
+        if unreadable:
+            self._discard_unreadable(conn, unreadable, now)
+        return _sorted_fetch(jobs)
+
+    def _discard_unreadable(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[Mapping[Any, Any], dict[str, str]]],
+        now: datetime,
+    ) -> None:
+        """Discard claimed rows that cannot become jobs, each with an error saying why.
+
+        The entry is appended to ``errors`` like any failure's; when
+        ``errors`` itself cannot be read (or is NULL) it is replaced by a list
+        holding just this entry, which is all that can be said about it.
+        """
+        for row, problems in rows:
+            reason = "; ".join(problems.values())
+            entry = error_entry(row["attempt"], now, f"{reason} (discarded without running)")
+            if "errors" in problems or row["errors"] is None:
+                errors: Any = sa.bindparam(None, [entry], type_=Json())
+            else:
+                errors = self._append_error(c.errors, sa.bindparam(None, entry, type_=Json()))
+            statement = (
+                sa.update(oban_jobs)
+                .where(c.id == row["id"], c.state == JobState.EXECUTING)
+                .values(state=JobState.DISCARDED, discarded_at=now, errors=errors)
+            )
+            self.execute(conn, statement)
+            logger.warning(
+                "job %s in queue %r cannot be read and was discarded: %s",
+                row["id"],
+                row["queue"],
+                reason,
+            )
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
         groups: dict[tuple[JobState, tuple[str, ...], bool, bool], list[Ack]] = defaultdict(list)
@@ -369,8 +524,13 @@ class SqlEngine(ClusterSql):
         return sorted(set(self.execute(conn, statement).scalars()))
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
+        """The job with ``job_id``, or None.
+
+        A row with a column that cannot be read still comes back: that column
+        empty and named, with why, in ``job.extra["undecodable"]``.
+        """
         row = self.execute(conn, sa.select(oban_jobs).where(c.id == job_id)).mappings().first()
-        return None if row is None else Job.from_row(dict(row))
+        return None if row is None else _job(row)
 
     # -- job management and queries ------------------------------------------------------
 
@@ -394,13 +554,15 @@ class SqlEngine(ClusterSql):
     def list_jobs(
         self, conn: Connection, where: JobFilter, limit: int, before: int | None
     ) -> list[Job]:
+        """Matching jobs, newest first; rows that cannot be read are listed as
+        :meth:`get_job` returns them, so one bad row never hides the others."""
         if where.matches_nothing:
             return []
         statement = sa.select(oban_jobs).where(*self._where(where))
         if before is not None:
             statement = statement.where(c.id < before)
         statement = statement.order_by(c.id.desc()).limit(limit)
-        return [Job.from_row(dict(row)) for row in self.execute(conn, statement).mappings()]
+        return [_job(row) for row in self.execute(conn, statement).mappings()]
 
     def cancel_jobs(self, conn: Connection, where: JobFilter, now: datetime) -> Changed:
         states = where.only(CANCELLABLE)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
 from oban import Job, JobState
 from tests.cli.conftest import CliDatabase
 from tests.cli.support import fails, ok
@@ -82,6 +85,36 @@ def test_job_shows_everything_with_full_tracebacks(migrated: CliDatabase) -> Non
     record = json.loads(ok("job", str(failed.id), "--json", *migrated.flags, cwd=migrated.cwd))
     assert record["state"] == "discarded"
     assert "RuntimeError: boom 7" in record["errors"][0]["error"]
+
+
+@pytest.mark.parametrize("stored", ["[1, 2]", "not json"], ids=["array", "not-json"])
+def test_jobs_lists_the_others_around_a_row_that_cannot_be_read(
+    migrated: CliDatabase, stored: str
+) -> None:
+    first, bad, last = _enqueue(migrated, 3)
+    table = f'"{migrated.prefix}".oban_jobs' if migrated.prefix else "oban_jobs"
+    bind = sa.create_engine(migrated.url)
+    try:
+        # What a hand-written UPDATE may leave behind; PostgreSQL refuses what is not JSON.
+        with bind.begin() as conn:
+            update = sa.text(f"UPDATE {table} SET args = :args WHERE id = :id")
+            conn.execute(update, {"args": stored, "id": bad.id})
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0]
+        pytest.skip(f"this database cannot hold {stored!r} in args: {reason}")
+    finally:
+        bind.dispose()
+
+    out = ok("jobs", *migrated.flags, cwd=migrated.cwd)
+    _header, *rows = [line for line in out.splitlines() if line.strip()]
+    assert [row.split()[0] for row in rows] == [str(job.id) for job in (last, bad, first)]
+    lines = _json_lines(ok("jobs", "--json", *migrated.flags, cwd=migrated.cwd))
+    assert [line["args"] for line in lines] == [
+        {"log": "unused", "n": 2},
+        {},
+        {"log": "unused", "n": 0},
+    ]
+    assert str(bad.id) in ok("job", str(bad.id), *migrated.flags, cwd=migrated.cwd)
 
 
 def test_markup_in_args_is_shown_not_interpreted(lite: CliDatabase) -> None:

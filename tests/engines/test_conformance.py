@@ -3,7 +3,9 @@
 Each test drives the engine protocol directly (``transaction``,
 ``insert_jobs``, ``fetch_jobs``, ``ack_jobs``, ``stage_jobs``, ``get_job``)
 with an injected ``now``, and states the capabilities it needs with
-``@pytest.mark.requires(...)``; engines without them skip it.
+``@pytest.mark.requires(...)``; engines without them skip it. The tests of
+rows written by something else take the shared ``database`` fixture (every
+SQL engine) instead, since they need SQL of their own and an ``Oban`` to run.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from oban import Capability, Engine, Job, JobState
+from oban.engines.base import JobFilter
 from oban.outcomes import Ack, error_entry
+from tests.conftest import SqlDatabase, wait_for
 from tests.engines import workers
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
@@ -773,6 +778,184 @@ def test_concurrent_fetches_never_claim_a_job_twice(engine: Engine) -> None:
     for index, per_thread in enumerate(claims):
         for job_id in per_thread[:3]:
             assert get(engine, job_id).attempted_by == [f"node-{index}", f"uuid-{index}"]
+
+
+# -- rows written by something else ------------------------------------------------
+
+# (column, stored text): what a hand-written UPDATE or another program may leave in
+# a row. Text that is not JSON only fits where JSON is stored as text (SQLite); a
+# database that checks JSON refuses it and the case is skipped there (see ``spoil``).
+UNREADABLE = [
+    pytest.param("args", "not json", id="args-not-json"),
+    pytest.param("args", "[1, 2]", id="args-array"),
+    pytest.param("args", '"s"', id="args-string"),
+    pytest.param("args", "null", id="args-null"),
+    pytest.param("meta", "{bad", id="meta-not-json"),
+    pytest.param("meta", "[1]", id="meta-array"),
+    pytest.param("tags", "x", id="tags-not-json"),
+    pytest.param("errors", "[", id="errors-not-json"),
+    pytest.param("errors", '{"a": 1}', id="errors-object"),
+]
+
+RUNTIME_OPTIONS: dict[str, Any] = {"poll_interval": 0.05, "stage_interval": 0.05}
+
+
+def spoil(database: SqlDatabase, job_id: int | None, column: str, stored: str) -> None:
+    """Store ``stored`` verbatim in ``column`` of job ``job_id``, as another program might.
+
+    The text goes as an untyped parameter, so a database that stores JSON as
+    text keeps it as it is, and PostgreSQL parses it into the column's own
+    type (``jsonb``, ``text[]``); a value the database refuses cannot occur
+    there, and the test is skipped.
+    """
+    statement = sa.text(f"UPDATE {database.jobs_table} SET {column} = :stored WHERE id = :id")
+    try:
+        with database.bind.begin() as conn:
+            conn.execute(statement, {"stored": stored, "id": job_id})
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0]
+        pytest.skip(f"this database cannot hold {stored!r} in {column}: {reason}")
+
+
+def assert_unreadable_entry(entry: dict[str, Any], column: str, attempt: int, at: datetime) -> None:
+    assert entry["attempt"] == attempt
+    assert entry["at"] == error_entry(attempt, at, "")["at"]
+    assert entry["error"].startswith(f"could not decode {column}: "), entry["error"]
+
+
+def _fail_half_way_through_reading(engine: Engine, held: list[Any]) -> None:
+    with engine.transaction() as conn:
+        conn.execute(sa.text("CREATE TEMPORARY TABLE half_read (n INTEGER)"))
+        conn.execute(sa.text("INSERT INTO half_read (n) VALUES (1), (2), (3)"))
+        result = conn.execute(sa.text("UPDATE half_read SET n = n + 1 RETURNING n"))
+        held.append(result)  # as a traceback would: the half-read result stays alive
+        next(iter(result))
+        raise RuntimeError("failed while reading")
+
+
+@persistent
+def test_an_exception_while_rows_are_half_read_leaves_the_engine_usable(engine: Engine) -> None:
+    held: list[Any] = []
+    with pytest.raises(RuntimeError, match="failed while reading"):
+        _fail_half_way_through_reading(engine, held)
+
+    # Every later transaction begins and commits; none is lost.
+    saved = [insert_one(engine) for _ in range(3)]
+    with engine.transaction() as conn:
+        listed = engine.list_jobs(conn, JobFilter(), 10, None)
+    assert sorted(job.id or 0 for job in listed) == sorted(job.id or 0 for job in saved)
+    assert [job.id for job in fetch(engine)] == [job.id for job in saved]
+
+
+@persistent
+@pytest.mark.parametrize(("column", "stored"), UNREADABLE)
+def test_a_fetch_discards_an_unreadable_row_and_returns_the_others(
+    database: SqlDatabase, column: str, stored: str
+) -> None:
+    engine = database.make_oban().engine
+    first, bad, last = insert(engine, [Job(WORKER, args={"n": n}) for n in range(3)])
+    spoil(database, bad.id, column, stored)
+
+    assert [job.id for job in fetch(engine)] == [first.id, last.id]
+    discarded = get(engine, bad.id)
+    assert discarded.state is JobState.DISCARDED
+    assert discarded.discarded_at == NOW
+    assert discarded.attempt == 1
+    (entry,) = discarded.errors  # an unreadable errors column is replaced by this entry
+    assert_unreadable_entry(entry, column, 1, NOW)
+    # Only the discarded row is left out of the next fetch: the queue goes on.
+    later = insert_one(engine)
+    assert [job.id for job in fetch(engine)] == [later.id]
+
+
+@persistent
+def test_an_unreadable_row_keeps_its_readable_errors(database: SqlDatabase) -> None:
+    engine = database.make_oban().engine
+    bad = insert_one(engine)
+    before = error_entry(0, NOW, "an earlier failure")
+    spoil(database, bad.id, "errors", orjson.dumps([before]).decode())
+    spoil(database, bad.id, "args", "[1]")
+
+    assert fetch(engine) == []
+    earlier, entry = get(engine, bad.id).errors
+    assert earlier == before
+    assert_unreadable_entry(entry, "args", 1, NOW)
+
+
+@persistent
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [*UNREADABLE, pytest.param("attempted_by", "x", id="attempted_by-not-json")],
+)
+def test_get_and_list_return_an_unreadable_row_with_the_column_named(
+    database: SqlDatabase, column: str, stored: str
+) -> None:
+    instance = database.make_oban()
+    first, bad, last = instance.enqueue_many([Job(WORKER, args={"n": n}) for n in range(3)])
+    spoil(database, bad.id, column, stored)
+
+    assert bad.id is not None
+    found = instance.get_job(bad.id)
+    assert found is not None
+    assert_python_types(found)
+    assert set(found.extra["undecodable"]) == {column}
+    message = found.extra["undecodable"][column]
+    assert message.startswith(f"could not decode {column}: "), message
+    assert getattr(found, column) in ({}, [])
+    assert found.worker == WORKER
+    assert found.state is JobState.AVAILABLE
+
+    listed = instance.list_jobs()
+    assert [job.id for job in listed] == [last.id, bad.id, first.id]
+    assert [bool(job.extra) for job in listed] == [False, True, False]
+    assert listed[0].args == {"n": 2}
+    # The connection is fine afterwards: writes commit, reads see them.
+    more = instance.enqueue(Job(WORKER))
+    assert [job.id for job in instance.list_jobs(limit=1)] == [more.id]
+
+
+@persistent
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        pytest.param("args", "not json", id="args-not-json"),
+        pytest.param("args", "[1, 2]", id="args-array"),
+        pytest.param("errors", "[", id="errors-not-json"),
+    ],
+)
+def test_a_running_queue_completes_its_jobs_around_an_unreadable_row(
+    database: SqlDatabase, column: str, stored: str, backend: str
+) -> None:
+    instance = database.make_oban(queues={"rows": 2}, backend=backend, **RUNTIME_OPTIONS)
+    jobs = instance.enqueue_many([Job(WORKER, queue="rows", args={"n": n}) for n in range(6)])
+    bad = jobs[2]
+    assert bad.id is not None
+    spoil(database, bad.id, column, stored)
+    expected: dict[int, JobState] = {job.id or 0: JobState.COMPLETED for job in jobs}
+    expected[bad.id] = JobState.DISCARDED
+
+    def states() -> dict[int, JobState]:
+        return {job.id or 0: job.state for job in instance.list_jobs(queue="rows")}
+
+    with instance:
+        wait_for(
+            lambda: states() == expected,
+            message="the good jobs completed and the unreadable one was discarded",
+        )
+        # Still running: the queue takes new jobs and the connection is fine.
+        later = instance.enqueue(Job(WORKER, queue="rows"))
+        wait_for(
+            lambda: getattr(instance.get_job(later.id or 0), "state", None) is JobState.COMPLETED,
+            message="a job enqueued afterwards completed",
+        )
+
+    discarded = instance.get_job(bad.id)
+    assert discarded is not None
+    (entry,) = discarded.errors
+    assert entry["attempt"] == 1
+    assert entry["error"].startswith(f"could not decode {column}: "), entry["error"]
+    assert len(instance.list_jobs(queue="rows")) == len(jobs) + 1
 
 
 # -- inline: jobs run inside insert ------------------------------------------------

@@ -18,13 +18,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.text import Text
 
 from .. import migrations
 from ..errors import DatabaseError, ObanError, SchemaError
 from ..job import Job, JobState
 from ..oban import MAX_PAGE
+from ..queue_info import QueueInfo
 from .loading import Target, import_modules, open_oban
-from .render import job_detail, job_json, jobs_table, stderr_console, stdout_console
+from .render import (
+    job_detail,
+    job_json,
+    jobs_table,
+    queue_json,
+    queues_table,
+    stderr_console,
+    stdout_console,
+)
 from .serve import serve
 from .settings import CliError, Sources, parse_grace, parse_imports, parse_queues
 
@@ -496,6 +506,95 @@ cli.add_command(
 cli.add_command(
     _manage_command("delete", "Delete jobs that are not executing: by id, by filter, or --all.")
 )
+
+
+# -- queues ------------------------------------------------------------------------------
+
+IDLE_SCAN = 10_000
+"""Available jobs ``oban queues`` looks at to find queues no node runs."""
+
+
+def _idle_queues(opened: Target, infos: list[QueueInfo]) -> dict[str, int]:
+    """Queues with available jobs that no live node runs: jobs nobody will fetch."""
+    running = {info.queue for info in infos}
+    waiting: dict[str, int] = {}
+    for job in opened.oban.list_jobs(state="available", limit=min(MAX_PAGE, IDLE_SCAN)):
+        if job.queue not in running:
+            waiting[job.queue] = waiting.get(job.queue, 0) + 1
+    return waiting
+
+
+@cli.command()
+@where_options
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line per queue and node")
+@reports_errors
+def queues(database: str | None, prefix: str | None, app: str | None, as_json: bool) -> None:
+    """Every queue on every running node: limit, running jobs, paused, last heartbeat.
+
+    Also warns about queues that have available jobs but no node running them.
+    """
+    with target(database, prefix, app) as opened:
+        infos = opened.oban.check_all_queues()
+        idle = _idle_queues(opened, infos)
+    if as_json:
+        for info in infos:
+            click.echo(queue_json(info))
+    elif infos:
+        stdout_console().print(queues_table(infos))
+    else:
+        click.echo(f"no node runs a queue in {opened.where}")
+    for queue, count in sorted(idle.items()):
+        more = "+" if count >= MAX_PAGE else ""
+        stderr_console().print(
+            Text(
+                f"warning: queue {queue!r} has {count}{more} available job(s) but no running "
+                "node has it in its queues: start a node with it (oban start --queues "
+                f"{queue}:10) or move the jobs"
+            )
+        )
+
+
+def _control(
+    where: tuple[str | None, str | None, str | None], action: str, queue: str, limit: int | None
+) -> None:
+    with target(*where) as opened:
+        method = getattr(opened.oban, f"{action}_queue")
+        if limit is None:
+            method(queue)
+        else:
+            method(queue, limit=limit)
+    what = f"scaled to {limit}" if limit is not None else f"{action}d"
+    click.echo(f"queue {queue!r} {what} on every node of {opened.where}")
+
+
+@cli.command()
+@where_options
+@click.argument("queue")
+@reports_errors
+def pause(database: str | None, prefix: str | None, app: str | None, queue: str) -> None:
+    """Stop fetching from QUEUE on every node (kept for nodes started later, until resumed)."""
+    _control((database, prefix, app), "pause", queue, None)
+
+
+@cli.command()
+@where_options
+@click.argument("queue")
+@reports_errors
+def resume(database: str | None, prefix: str | None, app: str | None, queue: str) -> None:
+    """Fetch from QUEUE again on every node."""
+    _control((database, prefix, app), "resume", queue, None)
+
+
+@cli.command()
+@where_options
+@click.argument("queue")
+@click.argument("limit", type=click.IntRange(min=1))
+@reports_errors
+def scale(
+    database: str | None, prefix: str | None, app: str | None, queue: str, limit: int
+) -> None:
+    """Run at most LIMIT jobs of QUEUE at once on each node (kept for nodes started later)."""
+    _control((database, prefix, app), "scale", queue, limit)
 
 
 def main() -> None:

@@ -17,8 +17,17 @@ from rich.table import Table
 from rich.text import Text
 
 from ..job import TIMESTAMP_FIELDS, Job
+from ..queue_info import QueueInfo
 
-__all__ = ["ARGS_WIDTH", "job_detail", "job_json", "job_record", "jobs_table"]
+__all__ = [
+    "ARGS_WIDTH",
+    "job_detail",
+    "job_json",
+    "job_record",
+    "jobs_table",
+    "queue_json",
+    "queues_table",
+]
 
 ARGS_WIDTH = 40
 """Characters of a job's args the list shows; ``oban job ID`` shows them all."""
@@ -162,3 +171,36 @@ def stdout_console() -> Console:
 def stderr_console() -> Console:
     """A console for status (spinners) that must never mix into piped results."""
     return Console(stderr=True, highlight=False, markup=False)
+
+
+def queue_json(info: QueueInfo) -> str:
+    """One line of JSON for one queue on one node (``oban queues --json``)."""
+    record = {
+        "queue": info.queue,
+        "node": info.node,
+        "instance_id": info.instance_id,
+        "limit": info.limit,
+        "running": list(info.running),
+        "paused": info.paused,
+        "started_at": _iso(info.started_at),
+        "updated_at": _iso(info.updated_at),
+    }
+    return orjson.dumps(record).decode()
+
+
+def queues_table(infos: list[QueueInfo]) -> Table:
+    """``oban queues``: one row per queue per node, from the nodes' heartbeats."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in ("queue", "node", "limit", "running", "paused", "started (UTC)", "heartbeat"):
+        table.add_column(header, no_wrap=True)
+    for info in infos:
+        table.add_row(
+            Text(info.queue),
+            Text(info.node),
+            str(info.limit),
+            str(len(info.running)),
+            "paused" if info.paused else "",
+            _short_time(info.started_at),
+            _short_time(info.updated_at),
+        )
+    return table

@@ -345,3 +345,68 @@ def test_the_inline_engine_has_no_queues_to_control() -> None:
         inline.pause_queue("default")
     assert inline.check_all_queues() == []
     assert not inline.is_leader
+
+
+def test_cron_catch_up_inserts_every_missed_slot_of_the_window_once(
+    database: SqlDatabase,
+) -> None:
+    clock = FakeClock(minute(0, 30))
+    cron = [("* * * * *", Complete, {"args": {"from": "cron"}})]
+    first = database.make_oban(node="node-a", queues={}, cron=cron, clock=clock)
+    with first:
+        wait_for(lambda: first.is_leader and plugin_loop(first, Cron).ticks > 0)
+        clock.set(minute(1, 5))
+        plugin_loop(first, Cron).wake()
+        wait_for(partial(has_slot, database, "2026-12-02T12:01:00Z"))
+    # Down from 12:01 to 12:07: with a window of 4 minutes the slots
+    # 12:04..12:07 are owed (12:02 and 12:03 are outside it).
+    clock.set(minute(7, 10))
+    second = database.make_oban(node="node-b", queues={}, cron=cron, clock=clock, cron_catch_up=240)
+    with second:
+        wait_for(partial(has_slot, database, "2026-12-02T12:07:00Z"))
+    assert cron_slots(database) == [
+        "2026-12-02T12:01:00Z",
+        "2026-12-02T12:04:00Z",
+        "2026-12-02T12:05:00Z",
+        "2026-12-02T12:06:00Z",
+        "2026-12-02T12:07:00Z",
+    ]
+
+
+def reboots(database: SqlDatabase) -> int:
+    with database.bind.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(f"SELECT count(*) FROM {database.jobs_table} WHERE worker LIKE '%Complete'")
+            ).scalar_one()
+        )
+
+
+def test_reboot_runs_once_per_cluster_start_not_per_rolling_restart(
+    database: SqlDatabase,
+) -> None:
+    cron = [("@reboot", Complete, {"args": {"from": "reboot"}})]
+    a = database.make_oban(node="node-a", queues={"default": 1}, cron=cron)
+    b = database.make_oban(node="node-b", queues={"default": 1}, cron=cron)
+    c = database.make_oban(node="node-c", queues={"default": 1}, cron=cron)
+    a.start()
+    b.start()
+    try:
+        wait_for(lambda: reboots(database) == 1, message="the cluster's start ran @reboot")
+        # Both have run for longer than rescue_after (0.6 s): a restart of one
+        # of them now is a rolling deploy, not a cluster start.
+        started = datetime.now(timezone.utc)
+        wait_for(lambda: datetime.now(timezone.utc) - started > timedelta(seconds=1.5))
+        leader = a if a.is_leader else b
+        leader.stop()
+        with c:
+            wait_for(lambda: b.is_leader or c.is_leader, message="a new leader")
+            new_leader = b if b.is_leader else c
+            cron_loop = plugin_loop(new_leader, Cron)
+            ticked = cron_loop.ticks
+            wait_for(lambda: cron_loop.ticks >= ticked + 2, message="the new leader's cron ran")
+            assert reboots(database) == 1, "a rolling restart does not run @reboot again"
+    finally:
+        for node in (a, b):
+            if node.is_running:
+                node.stop()

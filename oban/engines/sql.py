@@ -27,7 +27,7 @@ from ..outcomes import Ack, error_entry
 from ..schema import Json, Undecodable, oban_jobs
 from ..unique import UniqueSpec
 from .base import CANCELLABLE, NOT_RETRYABLE, Capability, Changed, JobFilter
-from .cluster import ClusterSql
+from .cluster import ClusterSql, attempt_update
 
 __all__ = ["SqlEngine", "translate_errors"]
 
@@ -497,15 +497,7 @@ class SqlEngine(ClusterSql):
             values["meta"] = self._merge_meta(meta_keys)
         if snoozed:
             values["max_attempts"] = c.max_attempts + 1
-        return (
-            sa.update(oban_jobs)
-            .where(
-                c.id == sa.bindparam("b_id"),
-                c.state == JobState.EXECUTING,
-                c.attempt == sa.bindparam("b_attempt"),
-            )
-            .values(values)
-        )
+        return attempt_update(values)
 
     def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
         due = (

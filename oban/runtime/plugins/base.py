@@ -14,7 +14,7 @@ from ..database import Database
 if TYPE_CHECKING:
     from ..producer import Producer
 
-__all__ = ["Plugin", "PluginContext"]
+__all__ = ["ClusterPlugin", "Plugin", "PluginContext"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,12 @@ class Plugin:
 
     async def stop(self) -> None:
         """Clean up as the runtime stops (after the last job's ack is written)."""
+
+
+class ClusterPlugin(Plugin):
+    """A plugin of the many-node work: it runs only where the runtime does that
+    work (an engine with the CLUSTER capability, not a testing mode)."""
+
+    @classmethod
+    def wanted(cls, config: RuntimeConfig) -> bool:
+        return config.cluster

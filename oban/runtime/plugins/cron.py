@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...config import RuntimeConfig
 from ...cron import latest_slot, slots_between
 from ...job import Job
-from .base import Plugin, PluginContext
+from .base import ClusterPlugin, PluginContext
 
 if TYPE_CHECKING:
     from ...cron import CronEntry
@@ -38,7 +38,7 @@ logger = logging.getLogger("oban")
 Slot = tuple[str, datetime, "Job | None"]
 
 
-class Cron(Plugin):
+class Cron(ClusterPlugin):
     name: ClassVar[str] = "inserting cron jobs"
     leader_only: ClassVar[bool] = True
     immediate: ClassVar[bool] = True

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ...config import RuntimeConfig
 from ...engines.base import Heartbeat as Beat
-from .base import Plugin
+from .base import ClusterPlugin
 
 __all__ = ["Heartbeat"]
 
 
-class Heartbeat(Plugin):
+class Heartbeat(ClusterPlugin):
     name: ClassVar[str] = "writing heartbeats"
     immediate: ClassVar[bool] = True
     jitter: ClassVar[float] = 0.1
-
-    @classmethod
-    def wanted(cls, config: RuntimeConfig) -> bool:
-        return config.cluster
 
     @property
     def interval(self) -> float:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from ...config import RuntimeConfig
-from .base import Plugin, PluginContext
+from .base import ClusterPlugin, PluginContext
 
 __all__ = ["Leader"]
 
@@ -22,17 +21,13 @@ MIN_WAIT = 0.05
 """The shortest wait between bids (a lease that just ended, a clock running fast)."""
 
 
-class Leader(Plugin):
+class Leader(ClusterPlugin):
     name: ClassVar[str] = "electing a leader"
     immediate: ClassVar[bool] = True
 
     def __init__(self, context: PluginContext) -> None:
         super().__init__(context)
         self._expires_at: datetime | None = None
-
-    @classmethod
-    def wanted(cls, config: RuntimeConfig) -> bool:
-        return config.cluster
 
     @property
     def interval(self) -> float:

@@ -14,22 +14,17 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from ...config import RuntimeConfig
-from .base import Plugin
+from .base import ClusterPlugin
 
 __all__ = ["Lifeline"]
 
 logger = logging.getLogger("oban")
 
 
-class Lifeline(Plugin):
+class Lifeline(ClusterPlugin):
     name: ClassVar[str] = "rescuing orphaned jobs"
     leader_only: ClassVar[bool] = True
     jitter: ClassVar[float] = 0.1
-
-    @classmethod
-    def wanted(cls, config: RuntimeConfig) -> bool:
-        return config.cluster
 
     @property
     def interval(self) -> float:

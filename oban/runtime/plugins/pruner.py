@@ -15,8 +15,7 @@ from typing import ClassVar
 import anyio
 import anyio.lowlevel
 
-from ...config import RuntimeConfig
-from .base import Plugin, PluginContext
+from .base import ClusterPlugin, PluginContext
 
 __all__ = ["Pruner"]
 
@@ -26,7 +25,7 @@ SLOTS_KEPT = timedelta(days=1)
 """Cron slot rows are kept this long (each entry's latest for ever)."""
 
 
-class Pruner(Plugin):
+class Pruner(ClusterPlugin):
     name: ClassVar[str] = "pruning finished jobs"
     leader_only: ClassVar[bool] = True
     jitter: ClassVar[float] = 0.1
@@ -36,10 +35,6 @@ class Pruner(Plugin):
         self.pruned = 0
         """How many jobs this node deleted (for tests and metrics)."""
         self.batches = 0
-
-    @classmethod
-    def wanted(cls, config: RuntimeConfig) -> bool:
-        return config.cluster
 
     @property
     def interval(self) -> float:

@@ -13,23 +13,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ...config import RuntimeConfig
-from .base import Plugin, PluginContext
+from .base import ClusterPlugin, PluginContext
 
 __all__ = ["QueueSync"]
 
 
-class QueueSync(Plugin):
+class QueueSync(ClusterPlugin):
     name: ClassVar[str] = "reading queue state"
     immediate: ClassVar[bool] = True
 
     def __init__(self, context: PluginContext) -> None:
         super().__init__(context)
         self._seen: dict[str, int] | None = None
-
-    @classmethod
-    def wanted(cls, config: RuntimeConfig) -> bool:
-        return config.cluster
 
     @property
     def interval(self) -> float:

@@ -310,7 +310,10 @@ class Oban:
 
     @property
     def is_running(self) -> bool:
-        return self._runtime is not None
+        """True from a start until its stop, unless the runtime ended on its own
+        (a crash, which :meth:`stop` then raises)."""
+        serving = self._serving
+        return self._runtime is not None and not (serving is not None and serving.done())
 
     @property
     def is_leader(self) -> bool:
@@ -366,9 +369,10 @@ class Oban:
                     portal.call(runtime.shorten_grace, grace)
             return
         try:
-            portal.call(runtime.stop, grace)
+            if self._serving is None or not self._serving.done():
+                portal.call(runtime.stop, grace)
             if self._serving is not None:
-                self._serving.result()
+                self._serving.result()  # a runtime that died raises its error here
         finally:
             self._runtime = self._portal = self._portal_cm = self._serving = None
             self._stopping = False

@@ -54,9 +54,12 @@ def stop_now(oban: Oban) -> None:
         oban.stop(grace=0)
 
 
-def _wait(event: threading.Event) -> None:
+def _wait(event: threading.Event, oban: Oban) -> None:
+    """Until ``event`` is set, or the runtime ended on its own (then stopping it
+    raises why, and ``oban start`` exits with that error instead of idling)."""
     while not event.wait(WAKE_EVERY):
-        pass
+        if not oban.is_running:
+            return
 
 
 def serve(
@@ -72,7 +75,7 @@ def serve(
     with signals.installed():
         oban.start()
         on_started()
-        _wait(signals.stop)
+        _wait(signals.stop, oban)
         on_stopping()
         failure: list[BaseException] = []
         stopper = threading.Thread(

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import atexit
 import threading
+from contextlib import suppress
 
 try:
     from flask import Flask, current_app
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("oban.integrations.flask needs Flask: pip install 'oban[flask]'") from exc
 
+from ..errors import NotRunningError
 from ..oban import Oban
 
 __all__ = ["EXTENSION_KEY", "FlaskOban", "get_oban"]
@@ -111,7 +113,7 @@ class FlaskOban:
                 return
             self._started_here = False
             atexit.unregister(self._stop_at_exit)
-            if self.oban.is_running:
+            with suppress(NotRunningError):  # already stopped by its owner
                 self.oban.stop(grace)
 
     def _start_at_first_request(self) -> None:

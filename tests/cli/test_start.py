@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
+import oban
 from oban import Job
 from tests.cli.conftest import CliDatabase
 from tests.cli.support import read_log, serving
@@ -125,3 +128,34 @@ def test_start_with_app(migrated: CliDatabase, tmp_path: Path) -> None:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
     assert _states(migrated, ids) == {"completed"}
+
+
+def test_serve_stops_and_raises_when_the_runtime_dies_on_its_own(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose runtime crashed must not sit there looking alive: ``oban
+    start`` ends with the runtime's error (and a non-zero exit)."""
+    from oban.cli.serve import serve
+    from oban.runtime.runtime import Runtime
+
+    async def dies(self: Runtime, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        raise RuntimeError("the runtime died")
+
+    monkeypatch.setattr(Runtime, "serve", dies)
+    oban.migrate(sqlite_url)
+    instance = oban.Oban(sqlite_url, queues={"default": 1})
+    said: list[str] = []
+    try:
+        with pytest.raises(RuntimeError, match="the runtime died"):
+            serve(
+                instance,
+                0,
+                on_started=lambda: said.append("started"),
+                on_stopping=lambda: said.append("stopping"),
+                on_hurry=lambda: said.append("hurry"),
+            )
+    finally:
+        instance.close()
+    assert said == ["started", "stopping"]
+    assert not instance.is_running

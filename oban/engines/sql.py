@@ -46,7 +46,8 @@ def translate_errors() -> Iterator[None]:
     except sqlalchemy.exc.DBAPIError as exc:
         if _MISSING_TABLE.search(str(exc.orig)):
             raise SchemaError(
-                "the oban_jobs table is missing: run `oban.migrate()` (or `alembic "
+                "an Oban table is missing (a new database, or a new Oban version whose "
+                "revision has not run): run `oban.migrate()` (or `oban migrate`, or `alembic "
                 f"upgrade oban@head`) against this database first ({exc.orig})"
             ) from exc
         raise DatabaseError(f"database error: {exc.orig}") from exc

@@ -84,7 +84,7 @@ def test_start_without_the_table_fails_at_once_saying_to_migrate(
 async def test_start_async_without_the_table_fails_at_once(tmp_path: Path) -> None:
     instance = Oban(f"sqlite:///{tmp_path}/empty.db", queues={"default": 1})
     try:
-        with pytest.raises(SchemaError, match="oban_jobs table is missing"):
+        with pytest.raises(SchemaError, match="an Oban table is missing"):
             await instance.start_async()
         assert not instance.is_running
     finally:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from oban import Job, JobState, NotRunningError, Oban
+import oban
+from oban import Job, JobState, NotRunningError, Oban, SchemaError
 from oban.runtime.plugins import Cron, Lifeline, Pruner
 from tests.conftest import SqlDatabase, wait_for
 from tests.introspection import plugin_loop
@@ -410,3 +411,16 @@ def test_reboot_runs_once_per_cluster_start_not_per_rolling_restart(
         for node in (a, b):
             if node.is_running:
                 node.stop()
+
+
+def test_starting_on_a_schema_without_the_node_tables_says_to_migrate(tmp_path: Any) -> None:
+    """The library upgraded, ``oban_0002`` not run yet: the start fails and says what to do."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    oban.migrate(url, revision="oban_0001")
+    node = Oban(url, queues={"default": 1})
+    try:
+        with pytest.raises(SchemaError, match=r"oban.migrate\(\)"):
+            node.start()
+        assert not node.is_running
+    finally:
+        node.close()

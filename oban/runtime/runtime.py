@@ -135,6 +135,8 @@ class Runtime:
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._done = anyio.Event()
+        self._plugin_scope: anyio.CancelScope | None = None
+        self._plugins_done = anyio.Event()
 
     def _producer(self, queue: str, limit: int) -> Producer:
         return Producer(
@@ -200,8 +202,7 @@ class Runtime:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 tasks.start_soon(self.acker.run)
-                for loop in self._loops.values():
-                    tasks.start_soon(loop.run)
+                tasks.start_soon(self._run_plugins)
                 if self.notifier is not None:
                     tasks.start_soon(self.notifier.run)
                 async with anyio.create_task_group() as producing:
@@ -214,12 +215,26 @@ class Runtime:
                 # Producers are done; every ack they put is written before we go.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._grace + 5):
                     await self.acker.drain()
+                # No plugin may tick once cleaning up begins: a leader that
+                # released its lease must not bid for it again on its way out.
+                if self._plugin_scope is not None:
+                    self._plugin_scope.cancel()
+                await self._plugins_done.wait()
                 await self._stop_plugins()
                 tasks.cancel_scope.cancel()
         finally:
             self._token = None
             self._producing = self._tasks = None
             self._done.set()
+
+    async def _run_plugins(self) -> None:
+        try:
+            with anyio.CancelScope() as self._plugin_scope:
+                async with anyio.create_task_group() as loops:
+                    for loop in self._loops.values():
+                        loops.start_soon(loop.run)
+        finally:
+            self._plugins_done.set()
 
     async def _stop_plugins(self) -> None:
         """Give up leadership and delete the heartbeat rows, each bounded and

@@ -66,3 +66,21 @@ def test_public_classes_and_functions_have_docstrings(name: str) -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(oban.__version__, str)
     assert oban.__version__
+
+
+QUEUE_CONTROL = ["pause_queue", "resume_queue", "scale_queue", "start_queue", "stop_queue"]
+
+
+@pytest.mark.parametrize("name", [*QUEUE_CONTROL, "check_queue", "check_all_queues"])
+def test_queue_control_has_its_contract_names_and_async_twins(name: str) -> None:
+    method = getattr(oban.Oban, name)
+    twin = getattr(oban.Oban, f"{name}_async")
+    assert inspect.iscoroutinefunction(twin)
+    assert "local_only" in inspect.signature(method).parameters
+    assert "local_only" in inspect.signature(twin).parameters
+
+
+def test_is_leader_is_a_bool_property_and_queue_info_is_exported() -> None:
+    assert isinstance(oban.Oban.__dict__["is_leader"], property)
+    assert not oban.Oban(testing="inline").is_leader
+    assert "QueueInfo" in oban.__all__

@@ -1,10 +1,10 @@
-"""Sessions: tests (every installed Python 3.10-3.13), lint, typecheck, bench."""
+"""Sessions: tests (every installed Python 3.10-3.13), slow, lint, typecheck, bench."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "slow"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -12,9 +12,20 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, against SQLite and the PostgreSQL in OBAN_TEST_DATABASE_URL."""
+    """The test suite but the slow tests, on SQLite and OBAN_TEST_DATABASE_URL's PostgreSQL."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def slow(session: nox.Session) -> None:
+    """The slow tests: node processes, SIGKILLs, outages, a PostgreSQL restart (tests/cluster).
+
+    Run once, on one Python: they exercise processes and the database server,
+    not the interpreter, and take minutes rather than seconds.
+    """
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session(python="3.11")

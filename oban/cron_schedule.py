@@ -41,6 +41,7 @@ __all__ = [
     "CronExpression",
     "check_timezone",
     "latest_slot",
+    "next_slots",
     "parse_expression",
     "slots_between",
     "to_utc",
@@ -276,6 +277,26 @@ def slots_between(
     inside = candidates[_first_after(candidates, after, tz) : _first_after(candidates, until, tz)]
     # Several wall-clock times of a gap are one instant: one slot.
     return sorted({to_utc(local, tz) for local in inside})
+
+
+NEXT_HORIZON = timedelta(days=366 * 5)
+"""How far :func:`next_slots` looks ahead before it gives up (Feb 29 comes in 4 years)."""
+
+
+def next_slots(
+    expression: CronExpression, tz: ZoneInfo, after: datetime, count: int
+) -> list[datetime]:
+    """The next ``count`` slots after ``after`` (aware UTC): what ``oban cron`` shows.
+
+    The window doubles from an hour until it holds ``count`` slots, so
+    ``* * * * *`` and ``@yearly`` both cost a few calls.
+    """
+    window = timedelta(hours=1)
+    while True:
+        found = slots_between(expression, tz, after, _as_utc(after) + window)
+        if len(found) >= count or window >= NEXT_HORIZON or expression.reboot:
+            return found[:count]
+        window = min(window * 2, NEXT_HORIZON)
 
 
 def latest_slot(expression: CronExpression, tz: ZoneInfo, now: datetime) -> datetime | None:

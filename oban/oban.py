@@ -316,6 +316,14 @@ class Oban:
         return self._runtime is not None and not (serving is not None and serving.done())
 
     @property
+    def cron_entries(self) -> tuple[CronEntry, ...]:
+        """The cron table this instance's leader runs: ``cron=`` and the
+        ``@worker(cron=...)``/``@job(cron=...)`` workers imported so far, each
+        once (``entry.expression.text``, ``entry.worker``, ``entry.options``)."""
+        entries = {entry.key: entry for entry in self._cron + cron_entries_of_workers(self.name)}
+        return tuple(entries.values())
+
+    @property
     def is_leader(self) -> bool:
         """Whether this node leads its cluster now: it stages, prunes, rescues and
         inserts cron jobs for every node. False while not running."""
@@ -333,8 +341,7 @@ class Oban:
             raise AlreadyRunningError(f"{self!r} is already running: stop it before starting again")
         # @worker(cron=...) entries are read now: their modules may have been
         # imported after this instance was made.
-        entries = {entry.key: entry for entry in self._cron + cron_entries_of_workers(self.name)}
-        config = dataclasses.replace(self._config, cron=tuple(entries.values()))
+        config = dataclasses.replace(self._config, cron=self.cron_entries)
         self._runtime = Runtime(self._database, config, self.clock)
         return self._runtime
 

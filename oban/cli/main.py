@@ -21,12 +21,15 @@ import click
 from rich.text import Text
 
 from .. import migrations
+from ..cron import next_slots
 from ..errors import DatabaseError, ObanError, SchemaError
 from ..job import Job, JobState
 from ..oban import MAX_PAGE
 from ..queue_info import QueueInfo
 from .loading import Target, import_modules, open_oban
 from .render import (
+    cron_json,
+    cron_table,
     job_detail,
     job_json,
     jobs_table,
@@ -595,6 +598,49 @@ def scale(
 ) -> None:
     """Run at most LIMIT jobs of QUEUE at once on each node (kept for nodes started later)."""
     _control((database, prefix, app), "scale", queue, limit)
+
+
+# -- cron ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@where_options
+@click.option("--count", "-n", default=3, show_default=True, type=click.IntRange(min=1, max=100))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line per entry")
+@reports_errors
+def cron(
+    database: str | None, prefix: str | None, app: str | None, count: int, as_json: bool
+) -> None:
+    """Each cron entry and its next run times, in the instance's timezone.
+
+    The entries are in your code: use --app (its cron= and the @worker(cron=...)
+    workers its modules import).
+    """
+    with target(database, prefix, app) as opened:
+        instance = opened.oban
+        entries = instance.cron_entries
+        now = instance.clock()
+        rows = [
+            (
+                entry,
+                [
+                    slot.astimezone(instance.timezone)
+                    for slot in next_slots(entry.expression, instance.timezone, now, count)
+                ],
+            )
+            for entry in entries
+        ]
+    if not rows:
+        click.echo(
+            "no cron entries: pass --app with an Oban(cron=[...]) or one whose modules "
+            "define @worker(cron=...)"
+        )
+        return
+    if as_json:
+        for entry, slots in rows:
+            click.echo(cron_json(entry, slots))
+    else:
+        stdout_console().print(cron_table(rows, str(instance.timezone)))
 
 
 def main() -> None:

@@ -16,11 +16,14 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from ..cron import CronEntry
 from ..job import TIMESTAMP_FIELDS, Job
 from ..queue_info import QueueInfo
 
 __all__ = [
     "ARGS_WIDTH",
+    "cron_json",
+    "cron_table",
     "job_detail",
     "job_json",
     "job_record",
@@ -202,5 +205,42 @@ def queues_table(infos: list[QueueInfo]) -> Table:
             "paused" if info.paused else "",
             _short_time(info.started_at),
             _short_time(info.updated_at),
+        )
+    return table
+
+
+def _entry_queue(entry: CronEntry) -> str:
+    queue = entry.options.get("queue", entry.spec.queue)
+    return str(queue)
+
+
+def cron_json(entry: CronEntry, slots: list[datetime]) -> str:
+    """One line of JSON for one cron entry and its next run times (``oban cron --json``)."""
+    record = {
+        "expression": entry.expression.text,
+        "worker": entry.spec.name,
+        "queue": _entry_queue(entry),
+        "args": entry.options.get("args", {}),
+        "next": [slot.isoformat() for slot in slots],
+    }
+    return orjson.dumps(record).decode()
+
+
+def cron_table(rows: list[tuple[CronEntry, list[datetime]]], zone: str) -> Table:
+    """``oban cron``: one row per entry, its next runs in the instance's timezone."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in ("expression", "worker", "queue", "args", f"next runs ({zone})"):
+        table.add_column(header, no_wrap=True)
+    for entry, slots in rows:
+        table.add_row(
+            Text(entry.expression.text),
+            Text(entry.spec.name),
+            Text(_entry_queue(entry)),
+            Text(abbreviate(entry.options.get("args", {}))),
+            Text(
+                ", ".join(slot.strftime("%Y-%m-%d %H:%M %Z") for slot in slots)
+                if slots
+                else "at each cluster start"
+            ),
         )
     return table

@@ -405,16 +405,10 @@ class Runtime:
     # -- signals from any thread ------------------------------------------------------
 
     def _on_loop(self, fn: Callable[[list[Any]], None], items: Iterable[Any]) -> None:
-        """Run ``fn(items)`` on the runtime's loop from any thread (at once on it)."""
-        token = self._token
-        if token is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            fn(list(items))
-            return
-        # RuntimeError: the loop is gone; producers poll when they come back.
-        with contextlib.suppress(RuntimeError):
-            anyio.from_thread.run_sync(fn, list(items), token=token)
+        """Run ``fn(items)`` on the runtime's loop from any thread (at once on it);
+        nothing when it has stopped (producers poll when they come back)."""
+        listed = list(items)
+        self.on_loop(lambda: fn(listed))
 
     def notify_insert(self, queues: Iterable[str]) -> None:
         """Wake the producers of ``queues``; safe to call from any thread."""
@@ -439,6 +433,7 @@ class Runtime:
             return None
         if threading.get_ident() == self._loop_thread:
             return fn()
+        # RuntimeError: the loop is gone (stopping right now).
         with contextlib.suppress(RuntimeError):
             return anyio.from_thread.run_sync(fn, token=token)
         return None

@@ -98,11 +98,12 @@ class Cron(ClusterPlugin):
         catch_up = config.cron_catch_up
         slots: list[Slot] = []
         self._checked = {}
+        reboots = [entry for entry in self._entries() if entry.expression.reboot]
+        boot = await self._cluster_boot(now) if reboots else None
+        if boot is not None:
+            slots.extend((entry.key, boot, entry.new_job(boot)) for entry in reboots)
         for entry in self._entries():
             if entry.expression.reboot:
-                if await self._cluster_booting(now):
-                    boot = await self._boot_time(now)
-                    slots.append((entry.key, boot, entry.new_job(boot)))
                 continue
             last = latest_slot(entry.expression, config.timezone, now)
             known = recorded.get(entry.key)
@@ -134,12 +135,14 @@ class Cron(ClusterPlugin):
             starts.append(context.started_at)
         return starts
 
-    async def _boot_time(self, now: datetime) -> datetime:
-        return min(await self._live_starts(now), default=now).replace(microsecond=0)
-
-    async def _cluster_booting(self, now: datetime) -> bool:
-        """True when every live node started within ``rescue_after`` of the first:
-        the cluster is starting, not a leader handing over in a rolling deploy."""
+    async def _cluster_boot(self, now: datetime) -> datetime | None:
+        """When the cluster started, if it is starting now (every live node started
+        within ``rescue_after`` of the first), else None: a leader handing over in
+        a rolling deploy. The boot time is the slot of the ``@reboot`` entries."""
         starts = await self._live_starts(now)
+        if not starts:
+            return now.replace(microsecond=0)
         window = timedelta(seconds=self.context.config.rescue_after)
-        return not starts or (max(starts) - min(starts) <= window and now - min(starts) <= window)
+        if max(starts) - min(starts) <= window and now - min(starts) <= window:
+            return min(starts).replace(microsecond=0)
+        return None

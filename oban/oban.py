@@ -820,6 +820,15 @@ class Oban:
             if queue is None or beat.queue == queue
         ]
 
+    def _unrun_queues(self, scan: int) -> dict[str, int]:
+        """Queues with available jobs that no live node runs (for ``oban queues``),
+        with up to ``scan`` of their waiting jobs counted; ``{}`` without nodes."""
+        if Capability.CLUSTER not in self.engine.capabilities:
+            return {}
+        cluster = cast("ClusterEngine", self.engine)
+        since = self.clock() - timedelta(seconds=self._config.rescue_after)
+        return self._database.call(None, cluster.unrun_queues, self.name, since, scan)
+
     def _merge_infos(self, remote: list[QueueInfo], queue: str | None) -> list[QueueInfo]:
         """Every node's heartbeat, with this node's own rows replaced by its live state."""
         local = self._local_infos(queue)

@@ -25,7 +25,6 @@ from ..cron import next_slots
 from ..errors import DatabaseError, ObanError, SchemaError
 from ..job import Job, JobState
 from ..oban import MAX_PAGE
-from ..queue_info import QueueInfo
 from .loading import Target, import_modules, open_oban
 from .render import (
     cron_json,
@@ -514,17 +513,7 @@ cli.add_command(
 # -- queues ------------------------------------------------------------------------------
 
 IDLE_SCAN = 10_000
-"""Available jobs ``oban queues`` looks at to find queues no node runs."""
-
-
-def _idle_queues(opened: Target, infos: list[QueueInfo]) -> dict[str, int]:
-    """Queues with available jobs that no live node runs: jobs nobody will fetch."""
-    running = {info.queue for info in infos}
-    waiting: dict[str, int] = {}
-    for job in opened.oban.list_jobs(state="available", limit=min(MAX_PAGE, IDLE_SCAN)):
-        if job.queue not in running:
-            waiting[job.queue] = waiting.get(job.queue, 0) + 1
-    return waiting
+"""Waiting jobs ``oban queues`` counts at most in a queue no node runs."""
 
 
 @cli.command()
@@ -538,7 +527,7 @@ def queues(database: str | None, prefix: str | None, app: str | None, as_json: b
     """
     with target(database, prefix, app) as opened:
         infos = opened.oban.check_all_queues()
-        idle = _idle_queues(opened, infos)
+        idle = opened.oban._unrun_queues(IDLE_SCAN)
     if as_json:
         for info in infos:
             click.echo(queue_json(info))
@@ -547,7 +536,7 @@ def queues(database: str | None, prefix: str | None, app: str | None, as_json: b
     else:
         click.echo(f"no node runs a queue in {opened.where}")
     for queue, count in sorted(idle.items()):
-        more = "+" if count >= MAX_PAGE else ""
+        more = "+" if count >= IDLE_SCAN else ""
         stderr_console().print(
             Text(
                 f"warning: queue {queue!r} has {count}{more} available job(s) but no running "

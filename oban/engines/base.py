@@ -396,3 +396,11 @@ class ClusterEngine(Engine, Protocol):
         """Record a cluster-wide change of ``queue`` (None: unchanged) and send
         ``signal`` to every node (NOTIFY where the engine has it)."""
         ...
+
+    def unrun_queues(
+        self, conn: Connection, name: str, since: datetime, scan: int
+    ) -> dict[str, int]:
+        """Queues with available jobs that no producer of ``name`` heart-beaten at
+        ``since`` or later runs, with how many are waiting (counted up to ``scan``):
+        jobs that nothing will fetch, usually a queue missing from ``queues=``."""
+        ...

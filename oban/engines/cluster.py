@@ -397,3 +397,37 @@ class ClusterSql:
         )
         self.execute(conn, statement)
         self._signal(conn, signal)
+
+    # -- queues nobody runs ------------------------------------------------------------------
+
+    def unrun_queues(
+        self, conn: Connection, name: str, since: datetime, scan: int
+    ) -> dict[str, int]:
+        p = oban_producers.c
+        running = sa.select(p.queue).where(p.name == name, p.updated_at >= since)
+        waiting = dict.fromkeys(self._available_queues(conn), 0)
+        for (queue,) in _rows(self.execute(conn, running)):
+            waiting.pop(queue, None)
+        for queue in waiting:
+            some = sa.select(c.id).where(_state_is(JobState.AVAILABLE), c.queue == queue)
+            counted = sa.select(sa.func.count()).select_from(some.limit(scan).subquery())
+            waiting[queue] = int(self.execute(conn, counted).scalar_one())
+        return waiting
+
+    def _available_queues(self, conn: Connection) -> list[str]:
+        """Distinct queues with available jobs, one index probe per queue (a
+        recursive ``min(queue) > previous``), not a scan of every available row:
+        a backlog of millions costs as much as an empty table."""
+        lowest = sa.select(sa.func.min(c.queue).label("queue")).where(_state_is(JobState.AVAILABLE))
+        found = lowest.cte("available_queues", recursive=True)
+        previous = found.alias("previous")
+        following = (
+            sa.select(sa.func.min(c.queue))
+            .where(_state_is(JobState.AVAILABLE), c.queue > previous.c.queue)
+            .scalar_subquery()
+        )
+        found = found.union_all(
+            sa.select(following.label("queue")).where(previous.c.queue.is_not(None))
+        )
+        statement = sa.select(found.c.queue).where(found.c.queue.is_not(None))
+        return [queue for (queue,) in _rows(self.execute(conn, statement))]

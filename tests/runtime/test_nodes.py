@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 import oban
 from oban import Job, JobState, NotRunningError, Oban, SchemaError
-from oban.runtime.plugins import Cron, Lifeline, Pruner
+from oban.runtime.plugins import Cron, Lifeline, Pruner, UnrunQueues
 from tests.conftest import SqlDatabase, wait_for
 from tests.introspection import plugin_loop
 from tests.runtime.workers import GATE, Complete, Effects, Gated
@@ -424,3 +424,48 @@ def test_starting_on_a_schema_without_the_node_tables_says_to_migrate(tmp_path: 
         assert not node.is_running
     finally:
         node.close()
+
+
+# -- queues nobody runs ---------------------------------------------------------------------
+
+
+def unrun_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "oban" and "no running node runs it" in record.getMessage()
+    ]
+
+
+def test_a_queue_no_node_runs_is_named_once_in_the_log(
+    database: SqlDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's first mistake: jobs enqueued into a queue no ``queues=`` lists.
+
+    Each node says it once, one heartbeat after start; a queue another node
+    runs (even while its jobs wait for a free slot) is never named.
+    """
+    caplog.set_level("WARNING", logger="oban")
+    maker = database.make_oban(testing="manual")
+    maker.enqueue_many(
+        [Complete.new({"n": n}, queue="media") for n in range(3)]
+        + [Gated.new({"n": n}, queue="mailers") for n in range(3)]
+    )
+    GATE.clear()
+    web = database.make_oban(node="web", queues={"default": 2})
+    mail = database.make_oban(node="mail", queues={"mailers": 1})
+    try:
+        with web, mail:
+            wait_for(lambda: len(unrun_warnings(caplog)) == 2, message="each node warns once")
+            for node in (web, mail):  # the check is done: no second warning can come
+                wait_for(lambda node=node: plugin_loop(node, UnrunQueues).ticks == 1)  # type: ignore[misc]
+            GATE.set()
+    finally:
+        GATE.set()
+        maker.close()
+    messages = unrun_warnings(caplog)
+    assert len(messages) == 2
+    for message in messages:
+        assert message.startswith("queue 'media' has 3 available job(s)")
+        assert "queues={'media': 10}" in message
+        assert "oban start --queues media:10" in message

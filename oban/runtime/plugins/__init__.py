@@ -8,7 +8,8 @@ stop running jobs, leadership, queue state), so a plugin can be read, and
 tested, on its own.
 
 Every node: :class:`Leader` (bids for the lease), :class:`Heartbeat`,
-:class:`QueueSync` (cluster-wide pause/scale) and :class:`CancelCheck`.
+:class:`QueueSync` (cluster-wide pause/scale), :class:`CancelCheck` and
+:class:`UnrunQueues` (a warning, once, about queues no node runs).
 The leader only: :class:`Stager`, :class:`Lifeline`, :class:`Pruner` and
 :class:`Cron`.
 """
@@ -24,6 +25,7 @@ from .lifeline import Lifeline
 from .pruner import Pruner
 from .queue_sync import QueueSync
 from .stager import Stager
+from .unrun import UnrunQueues
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -37,6 +39,7 @@ __all__ = [
     "Pruner",
     "QueueSync",
     "Stager",
+    "UnrunQueues",
 ]
 
 DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (
@@ -48,5 +51,6 @@ DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (
     Lifeline,
     Pruner,
     Cron,
+    UnrunQueues,
 )
 """The plugins a runtime may run, in the order they start (each says if it is ``wanted``)."""

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
+import sniffio
 import sqlalchemy as sa
 from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
@@ -86,6 +87,14 @@ def _warn_main_worker(name: str) -> None:
         "'unknown worker' there. Move it into an importable module",
         name,
     )
+
+
+def _in_trio() -> bool:
+    """Whether this thread is running a trio event loop now."""
+    try:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
 
 
 class Oban:
@@ -336,9 +345,12 @@ class Oban:
         runtime = self._runtime
         return None if runtime is None else runtime.instance_id
 
-    def _new_runtime(self) -> Runtime:
+    def _refuse_running(self) -> None:
         if self._runtime is not None:
             raise AlreadyRunningError(f"{self!r} is already running: stop it before starting again")
+
+    def _new_runtime(self) -> Runtime:
+        self._refuse_running()
         # @worker(cron=...) entries are read now: their modules may have been
         # imported after this instance was made.
         config = dataclasses.replace(self._config, cron=self.cron_entries)
@@ -347,10 +359,20 @@ class Oban:
 
     def start(self) -> None:
         """Run the queues in a background thread until :meth:`stop`."""
-        runtime = self._new_runtime()
+        self._refuse_running()
+        if self.backend == "trio" and _in_trio():
+            raise ConfigError(
+                f"{self!r}.start() (or `with oban:`) was called inside a running trio event "
+                "loop, and trio cannot hand work to a second trio loop from there: use "
+                "`async with oban:` or `await oban.start_async()` in async code, or "
+                "Oban(..., backend='asyncio') for the background thread"
+            )
         portal_cm = anyio.from_thread.start_blocking_portal(self.backend, name=f"oban-{self.name}")
         portal = portal_cm.__enter__()
         try:
+            # Made in the thread's event loop, not the caller's (which may be a
+            # running trio or asyncio loop): its events belong to the loop that waits on them.
+            runtime = portal.call(self._new_runtime)
             portal.call(runtime.preflight)
             self._serving, _ = portal.start_task(runtime.serve)
         except BaseException:

@@ -23,8 +23,13 @@ import pytest
 import sqlalchemy as sa
 
 from oban.migrations import version_location
+from tests.readme_snippets import snippet
 
-ENV_PY = """
+PLACEHOLDER = "/path/to/site-packages/oban/_alembic/versions"
+"""What the README's alembic.ini shows where ``version_location()``'s path goes."""
+
+ENV_PY = (
+    """
 from __future__ import annotations
 
 import os
@@ -32,22 +37,22 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-from oban.migrations import include_object
-
 metadata = sa.MetaData()
 sa.Table("accounts", metadata, sa.Column("id", sa.Integer, primary_key=True),
          sa.Column("email", sa.Text, nullable=False))
 sa.Table("invoices", metadata, sa.Column("id", sa.Integer, primary_key=True))
 
 engine = sa.create_engine(os.environ["APP_DATABASE_URL"])
-with engine.connect() as connection:
-    context.configure(
-        connection=connection, target_metadata=metadata, include_object=include_object
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+connection = engine.connect()
+"""
+    + snippet("alembic-env")  # the README's lines, as a reader pastes them
+    + """
+with context.begin_transaction():
+    context.run_migrations()
+connection.close()
 engine.dispose()
 """
+)
 
 ACCOUNTS = '''
 """accounts"""
@@ -119,13 +124,10 @@ def _write_app(root: Path) -> None:
     (root / "migrations" / "env.py").write_text(ENV_PY)
     (root / "migrations" / "versions" / "app_0001_accounts.py").write_text(ACCOUNTS)
     (root / "migrations" / "script.py.mako").write_text(TEMPLATE)
-    # The recipe: the app's revisions and Oban's, side by side.
-    (root / "alembic.ini").write_text(
-        "[alembic]\n"
-        "script_location = %(here)s/migrations\n"
-        f"version_locations = %(here)s/migrations/versions {version_location()}\n"
-        "path_separator = space\n"
-    )
+    # The recipe, from the README: the app's revisions and Oban's, side by side.
+    ini = snippet("alembic-ini")
+    assert PLACEHOLDER in ini
+    (root / "alembic.ini").write_text(ini.replace(PLACEHOLDER, version_location()))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, scoped_session
 from typing_extensions import TypeVarTuple, Unpack
@@ -69,9 +70,27 @@ class Database:
 
     def __init__(self, engine: Engine, *, threads: int | None = None) -> None:
         self.engine = engine
-        self.limiter = anyio.CapacityLimiter(threads or pool_threads(engine))
+        self.threads = threads or pool_threads(engine)
+        """How many threads may use the database at once (per event loop)."""
+        self._limiters: RunVar[anyio.CapacityLimiter] = RunVar(f"oban-database-{id(self)}")
         self.outage = Outage()
         """Where the runtime's loops report database errors: one log line per outage."""
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """This event loop's limiter on database threads.
+
+        One per event loop, made on first use there: an instance built in one
+        loop (a trio app) may run its queues in another (``with oban:`` runs an
+        asyncio loop in a thread) while callers await it in theirs, and a
+        limiter belongs to the loop that made it.
+        """
+        try:
+            return self._limiters.get()
+        except LookupError:
+            limiter = anyio.CapacityLimiter(self.threads)
+            self._limiters.set(limiter)
+            return limiter
 
     def joins(self, conn: object) -> bool:
         """Whether a call with ``conn`` runs in the caller's transaction (not committed yet)."""

@@ -6,8 +6,6 @@ the README's demo command itself.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import uuid
 from datetime import date, datetime, timezone
 from enum import Enum
@@ -222,21 +220,3 @@ def test_values_json_converts_are_converted_as_the_error_says() -> None:
     }
     with pytest.raises(JobValidationError, match="datetime/date/time become ISO 8601 strings"):
         Complete.new({"x": object()})
-
-
-# -- the README's first command --------------------------------------------------------------------
-
-
-def test_the_demo_runs_and_shows_where_every_job_ended(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.demo", str(tmp_path / "demo.db")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "completed:" in done.stdout
-    assert "retried" in done.stdout or "ConnectionError" in done.stdout
-    assert "WARNING" not in done.stderr, done.stderr

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oban import AlreadyRunningError, JobState, NotRunningError, Oban
+from oban import AlreadyRunningError, ConfigError, JobState, NotRunningError, Oban
 from tests.conftest import wait_for
 from tests.runtime import workers
 from tests.runtime.workers import Effects
@@ -163,3 +163,24 @@ def test_a_second_stop_cuts_the_grace_period_of_the_first(
     back = oban.get_job(job.id or 0)
     assert back is not None
     assert back.state is JobState.AVAILABLE
+
+
+@pytest.mark.anyio
+@backends
+async def test_an_instance_made_inside_an_event_loop_runs_its_queues_in_a_thread(
+    make_oban: Callable[..., Oban], effects: Effects, backend: str, anyio_backend: str
+) -> None:
+    """Built and started (``with``) from inside a running loop of either kind, with the
+    thread's loop of the other kind or the same, while the caller awaits the database
+    from its own loop: each loop gets its own events and thread limiter."""
+    oban = make_oban(queues={"default": 2}, backend=backend)
+    if backend == "trio" and anyio_backend == "trio":  # trio refuses: a clear error instead
+        with pytest.raises(ConfigError, match="async with oban:"):
+            oban.start()
+        assert not oban.is_running
+        return
+    with oban:
+        saved = await oban.enqueue_async(workers.Complete.new({"n": 1}))
+        assert wait_final(oban, saved.id) is JobState.COMPLETED
+        assert [job.id for job in await oban.list_jobs_async(state="completed")] == [saved.id]
+    assert not oban.is_running

@@ -20,7 +20,7 @@ def test_threads_follow_the_pool_size(tmp_path: Path) -> None:
     try:
         engine = Lite(bind)
         assert pool_threads(engine) == 3
-        assert Database(engine).limiter.total_tokens == 3
+        assert Database(engine).threads == 3
     finally:
         bind.dispose()
 
@@ -35,4 +35,4 @@ def test_an_engine_without_a_sized_pool_gets_the_default(tmp_path: Path) -> None
 
 
 def test_an_explicit_thread_count_wins() -> None:
-    assert Database(Inline(), threads=2).limiter.total_tokens == 2
+    assert Database(Inline(), threads=2).threads == 2

@@ -3,16 +3,18 @@
 The SQL is :class:`~oban.engines.sql.SqlEngine`'s; PostgreSQL adds what
 SQLite cannot do:
 
-* **fetch** is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
-  LOCKED LIMIT n) RETURNING``: concurrent fetches on any number of nodes skip
+* **fetch** is one ``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE
+  SKIP LOCKED LIMIT n)) RETURNING``, each claimed row then found by its
+  primary key (``id IN (...)`` may hash-join against a scan of the table): concurrent fetches on any number of nodes skip
   each other's rows instead of waiting, and never claim a row twice;
 * **inserts** of any batch are one ``INSERT ... SELECT ... FROM
   jsonb_array_elements(:rows)``: 10,000 jobs are one statement and one round
   trip. In the same transaction one ``pg_notify`` statement tells every
   node's producers of the queues that got available jobs; NOTIFY is
   transactional, so a rolled-back enqueue tells nobody;
-* **acks** are one ``executemany`` per kind of outcome, which psycopg 3 sends
-  pipelined (one round trip per batch);
+* **acks**: the completions of a batch are one ``UPDATE ... FROM unnest(...)``
+  statement; other outcomes one ``executemany`` per kind, which psycopg 3
+  sends pipelined (one round trip per batch);
 * a **listener** (LISTEN on a dedicated connection) lets the runtime's
   notifier wake producers at once.
 
@@ -293,9 +295,20 @@ class Basic(SqlEngine):
         return statement
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
-        if acks:
-            self.shape(conn)
-        super().ack_jobs(conn, acks)
+        if not acks:
+            return
+        self.shape(conn)
+        plain = [ack for ack in acks if _plain_completion(ack)]
+        if plain:
+            # Most acks: one statement over arrays, not one UPDATE per job.
+            params = {
+                "b_ids": [ack.job_id for ack in plain],
+                "b_attempts": [ack.attempt for ack in plain],
+                "b_ats": [ack.at for ack in plain],
+            }
+            self.execute(conn, _COMPLETE_MANY, params)
+        if len(plain) < len(acks):
+            super().ack_jobs(conn, [ack for ack in acks if not _plain_completion(ack)])
 
     def _discard_unreadable(
         self,
@@ -470,3 +483,36 @@ def _jsonb_array(value: ColumnElement[Any], rows: Any) -> ColumnElement[Any]:
     """A JSON array to ``jsonb[]`` (Elixir Oban's ``errors``), like :func:`_text_array`."""
     elements = sa.select(sa.func.jsonb_array_elements(value)).correlate(rows).scalar_subquery()
     return sa.func.array(elements, type_=JsonbArray())
+
+
+def _plain_completion(ack: Ack) -> bool:
+    """An ack that only marks its attempt completed (no error, meta or snooze)."""
+    completed = ack.state is JobState.COMPLETED
+    return completed and not ack.meta and ack.error is None and not ack.snoozed
+
+
+def _complete_many() -> sa.Update:
+    """``UPDATE ... FROM unnest(ids, attempts, ats)``: many completions in one
+    statement, each still only while its attempt executes (as every ack)."""
+    c = oban_jobs.c
+    acked = (
+        sa.func.unnest(
+            sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.BigInteger())),
+            sa.bindparam("b_attempts", type_=postgresql.ARRAY(sa.Integer())),
+            sa.bindparam("b_ats", type_=postgresql.ARRAY(c.completed_at.type)),
+        )
+        .table_valued("id", "attempt", "at")
+        .render_derived(name="acked")
+    )
+    return (
+        sa.update(oban_jobs)
+        .where(
+            c.id == acked.c.id,
+            c.attempt == acked.c.attempt,
+            c.state == JobState.EXECUTING,
+        )
+        .values(state=JobState.COMPLETED, completed_at=acked.c.at)
+    )
+
+
+_COMPLETE_MANY = _complete_many()

@@ -404,7 +404,7 @@ class SqlEngine(ClusterSql):
         )
         statement = (
             sa.update(oban_jobs)
-            .where(c.id.in_(candidates.scalar_subquery()))
+            .where(self._id_in_batch(candidates.scalar_subquery()))
             .values(
                 state=JobState.EXECUTING,
                 attempt=c.attempt + 1,

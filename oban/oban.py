@@ -27,7 +27,7 @@ from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 from sqlalchemy.engine import Connection
 
-from . import _registry
+from . import _registry, telemetry
 from .config import (
     CANCEL_CHECK_INTERVAL,
     LEADER_LEASE,
@@ -271,6 +271,10 @@ class Oban:
         return listed
 
     def _inserted(self, jobs: list[Job]) -> list[Job]:
+        if telemetry.active:
+            conflicts = sum(1 for job in jobs if job.conflict)
+            data = {"count": len(jobs), "conflicts": conflicts, "name": self.name}
+            telemetry.emit("job.insert", {**data, "queues": sorted({job.queue for job in jobs})})
         runtime = self._runtime
         if runtime is not None:
             runtime.notify_insert({job.queue for job in jobs})

@@ -56,6 +56,8 @@ MODULE_LAYERS: dict[str, str] = {
     "oban.queue_info": "model",
     "oban.cron_schedule": "model",
     "oban.cron": "model",
+    "oban.telemetry": "model",
+    "oban.job_events": "model",
     "oban.schema": "storage",
     "oban.migrations": "storage",
     "oban.engines.*": "storage",

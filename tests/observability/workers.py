@@ -1,0 +1,51 @@
+"""Workers for the observability tests, importable by name (``tests.observability.workers.X``)."""
+
+from __future__ import annotations
+
+from oban import Cancel, Job, Snooze, Worker, worker
+
+
+@worker(queue="obs")
+class Succeed(Worker):
+    """Completes (a ``def`` job, in a worker thread)."""
+
+    def process(self, job: Job) -> None:
+        return None
+
+
+@worker(queue="obs")
+class AsyncSucceed(Worker):
+    """Completes on the event loop."""
+
+    async def process(self, job: Job) -> None:
+        return None
+
+
+class Boom(Exception):
+    """What :class:`Fail` raises."""
+
+
+@worker(queue="obs", max_attempts=3)
+class Fail(Worker):
+    """Raises, so the attempt is retried."""
+
+    def process(self, job: Job) -> None:
+        raise Boom(f"boom {job.args.get('n')}")
+
+
+@worker(queue="obs")
+class Snoozer(Worker):
+    def process(self, job: Job) -> Snooze:
+        return Snooze(3600)
+
+
+@worker(queue="obs")
+class Canceller(Worker):
+    async def process(self, job: Job) -> Cancel:
+        return Cancel("not needed")
+
+
+@worker(queue="obs", unique={"period": 3600})
+class Unique(Worker):
+    def process(self, job: Job) -> None:
+        return None

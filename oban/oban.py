@@ -121,6 +121,10 @@ class Oban:
             notification was lost (PostgreSQL).
         backend: event loop for ``start()``'s background thread, ``"asyncio"``
             or ``"trio"`` (``async with`` uses the caller's loop).
+        telemetry_log: log every telemetry event through :mod:`logging` (logger
+            ``oban.events``): True or ``"kv"`` as key=value text, ``"json"`` as
+            JSON; off by default. One handler per process, however many instances ask.
+        telemetry_log_level: the level of those records (failures: WARNING at least).
         clock: returns the current aware UTC time (injected in tests).
 
     Example:
@@ -154,6 +158,8 @@ class Oban:
         cron_catch_up: float | None = None,
         backend: Literal["asyncio", "trio"] = "asyncio",
         clock: Callable[[], datetime] = utc_now,
+        telemetry_log: bool | Literal["kv", "json"] = False,
+        telemetry_log_level: int | str = logging.INFO,
     ) -> None:
         self.testing = check_testing(testing)
         self.backend = check_backend(backend)
@@ -203,6 +209,12 @@ class Oban:
         self._task_group: TaskGroup | None = None
         self._stopping = False
         self._stop_lock = threading.Lock()
+        if telemetry_log:
+            from .observability.log import attach_logger
+
+            attach_logger(
+                "kv" if telemetry_log is True else telemetry_log, level=telemetry_log_level
+            )
         _registry.register(self.name, self)
 
     @staticmethod

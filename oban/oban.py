@@ -50,6 +50,7 @@ from .engines import create_bind, engine_for
 from .engines.base import Capability, Changed, ClusterEngine, Engine, JobFilter
 from .engines.inline import Inline
 from .engines.signals import QueueSignal, queue_signal
+from .engines.stats import queue_stats
 from .errors import (
     AlreadyRunningError,
     ConfigError,
@@ -836,16 +837,43 @@ class Oban:
             if queue is None or beat.queue == queue
         ]
 
-    def _merge_infos(self, remote: list[QueueInfo], queue: str | None) -> list[QueueInfo]:
+    def _lags(self, conn: Connection) -> dict[str, float]:
+        """Each queue's lag: seconds its oldest available job has waited."""
+        now = self.clock()
+        return {
+            queue: stats.lag(now) for queue, stats in queue_stats(conn, prefix=self.prefix).items()
+        }
+
+    def _cluster_infos(
+        self, conn: Connection, queue: str | None
+    ) -> tuple[list[QueueInfo], dict[str, float]]:
+        return self._heartbeat_infos(conn, queue), self._lags(conn)
+
+    @staticmethod
+    def _with_lags(infos: list[QueueInfo], lags: dict[str, float] | None) -> list[QueueInfo]:
+        if lags is None:
+            return infos
+        return [dataclasses.replace(info, lag=lags.get(info.queue, 0.0)) for info in infos]
+
+    def _merge_infos(
+        self, found: tuple[list[QueueInfo], dict[str, float]], queue: str | None
+    ) -> list[QueueInfo]:
         """Every node's heartbeat, with this node's own rows replaced by its live state."""
+        remote, lags = found
         local = self._local_infos(queue)
         here = {info.instance_id for info in local}
         infos = [info for info in remote if info.instance_id not in here] + local
-        return sorted(infos, key=lambda info: (info.queue, info.node, info.started_at))
+        ordered = sorted(infos, key=lambda info: (info.queue, info.node, info.started_at))
+        return self._with_lags(ordered, lags)
+
+    def _persistent(self) -> bool:
+        return Capability.PERSISTENT in self.engine.capabilities
 
     def check_queue(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
         """``queue`` on each node running it: limit, running job ids, paused, node,
-        instance id, started_at (from each node's latest heartbeat; this node's live)."""
+        instance id, started_at (from each node's latest heartbeat; this node's live),
+        and the queue's lag (seconds its oldest available job has waited, from the
+        database; None on Inline)."""
         self._control_signal("check", queue)
         return self.check_all_queues(local_only=local_only, _queue=queue)
 
@@ -854,9 +882,10 @@ class Oban:
     ) -> list[QueueInfo]:
         """Every queue on every node (``local_only``: on this node), as :meth:`check_queue`."""
         if local_only or Capability.CLUSTER not in self.engine.capabilities:
-            return self._local_infos(_queue)
-        remote = self._database.call(None, self._heartbeat_infos, _queue)
-        return self._merge_infos(remote, _queue)
+            lags = self._database.call(None, self._lags) if self._persistent() else None
+            return self._with_lags(self._local_infos(_queue), lags)
+        found = self._database.call(None, self._cluster_infos, _queue)
+        return self._merge_infos(found, _queue)
 
     async def check_queue_async(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
         """Async twin of :meth:`check_queue`."""
@@ -868,9 +897,10 @@ class Oban:
     ) -> list[QueueInfo]:
         """Async twin of :meth:`check_all_queues`."""
         if local_only or Capability.CLUSTER not in self.engine.capabilities:
-            return self._local_infos(_queue)
-        remote = await self._database.call_async(None, self._heartbeat_infos, _queue)
-        return self._merge_infos(remote, _queue)
+            lags = await self._database.call_async(None, self._lags) if self._persistent() else None
+            return self._with_lags(self._local_infos(_queue), lags)
+        found = await self._database.call_async(None, self._cluster_infos, _queue)
+        return self._merge_infos(found, _queue)
 
     # -- testing modes ------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from oban import Cancel, Job, Snooze, Worker, worker
 
 
@@ -49,3 +52,13 @@ class Canceller(Worker):
 class Unique(Worker):
     def process(self, job: Job) -> None:
         return None
+
+
+@worker(queue="obs")
+class Gate(Worker):
+    """Runs until the file named by ``gate`` exists (another process may create it)."""
+
+    def process(self, job: Job) -> None:
+        gate = Path(job.args["gate"])
+        while not gate.exists() and not job.cancelled():
+            time.sleep(0.02)  # in the job's own thread: polling a file another process makes

@@ -5,7 +5,8 @@ Both ways an attempt runs (:func:`oban.attempt.execute` in the runtime,
 :func:`observe` before the job and one of :meth:`Observed.finished` /
 :meth:`Observed.interrupted` after it, so every engine emits the same events
 with the same fields. With nobody observing :func:`observe` returns None and
-the attempt pays one attribute read per check, nothing more.
+the attempt pays one attribute read per check and, with ``opentelemetry-api``
+installed, one look at the global providers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from . import telemetry
 from .job import Job, JobState
+from .observability import otel
 from .outcomes import format_error
 
 __all__ = ["Observed", "error_data", "observe"]
@@ -45,12 +47,13 @@ def _queue_time(job: Job) -> float:
 class Observed:
     """One attempt someone observes: when it started, and what to report at its end."""
 
-    __slots__ = ("job", "queue_time", "started")
+    __slots__ = ("job", "queue_time", "started", "traced")
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, traced: otel.Attempt | None = None) -> None:
         self.job = job
         self.started = time.perf_counter()
         self.queue_time = _queue_time(job)
+        self.traced = traced
         if telemetry.active:
             telemetry.emit("job.start", self._data(JobState.EXECUTING))
 
@@ -70,6 +73,8 @@ class Observed:
     def finished(self, state: JobState, error: BaseException | str | None) -> None:
         """The attempt ended in ``state``; ``error`` is what it failed with, if it did."""
         duration = time.perf_counter() - self.started
+        if self.traced is not None:
+            self.traced.finished(state, error)
         if not telemetry.active:
             return
         if state in FAILED:
@@ -87,7 +92,9 @@ class Observed:
 
 
 def observe(job: Job) -> Observed | None:
-    """Start observing an attempt of ``job``; None (and no cost) when nobody listens."""
-    if not telemetry.active:
+    """Start observing an attempt of ``job``; None (and no cost) when nobody listens:
+    no telemetry handler, and no OpenTelemetry SDK installed (or it is turned off)."""
+    traced = otel.attempt(job) if otel.enabled else None
+    if traced is None and not telemetry.active:
         return None
-    return Observed(job)
+    return Observed(job, traced)

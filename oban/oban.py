@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -59,6 +60,7 @@ from .errors import (
     NotRunningError,
 )
 from .job import Job, JobState, utc_now
+from .observability import otel
 from .queue_info import QueueInfo
 from .runtime.database import AnyConn, Database, SyncConn
 from .runtime.runtime import Runtime
@@ -74,6 +76,29 @@ MAX_PAGE = 1_000
 logger = logging.getLogger("oban")
 
 _warned_main: set[str] = set()
+
+
+def _otel_reader(oban: Oban) -> Callable[[], list[otel.QueueFigures]]:
+    """The database figures OpenTelemetry's gauges report for ``oban`` while it runs
+    (held weakly: an instance dropped without ``close()`` reports nothing)."""
+    ref = weakref.ref(oban)
+
+    def read() -> list[otel.QueueFigures]:
+        instance = ref()
+        if instance is None or instance._runtime is None:
+            return []
+        now = instance.clock()
+        with instance.engine.transaction() as conn:
+            stats = queue_stats(conn, prefix=instance.prefix)
+        return [
+            otel.QueueFigures(
+                queue, {state.value: count for state, count in figures.counts.items()},
+                figures.lag(now),
+            )
+            for queue, figures in sorted(stats.items())
+        ]  # fmt: skip
+
+    return read
 
 
 def _warn_main_worker(name: str) -> None:
@@ -126,6 +151,9 @@ class Oban:
             ``oban.events``): True or ``"kv"`` as key=value text, ``"json"`` as
             JSON; off by default. One handler per process, however many instances ask.
         telemetry_log_level: the level of those records (failures: WARNING at least).
+        telemetry_otel: OpenTelemetry traces and metrics, on by default whenever
+            ``opentelemetry-api`` is importable (a no-op until the app installs an
+            SDK); False turns them off, process-wide (the providers are too).
         clock: returns the current aware UTC time (injected in tests).
 
     Example:
@@ -161,6 +189,7 @@ class Oban:
         clock: Callable[[], datetime] = utc_now,
         telemetry_log: bool | Literal["kv", "json"] = False,
         telemetry_log_level: int | str = logging.INFO,
+        telemetry_otel: bool | None = None,
     ) -> None:
         self.testing = check_testing(testing)
         self.backend = check_backend(backend)
@@ -216,6 +245,9 @@ class Oban:
             attach_logger(
                 "kv" if telemetry_log is True else telemetry_log, level=telemetry_log_level
             )
+        if telemetry_otel is not None:
+            otel.set_enabled(telemetry_otel)
+        self._otel_reader: int | None = None
         _registry.register(self.name, self)
 
     @staticmethod
@@ -300,7 +332,10 @@ class Oban:
     def enqueue_many(self, jobs: Iterable[Job], *, conn: SyncConn | None = None) -> list[Job]:
         """Insert many jobs in one statement per batch; returns them saved, in order."""
         listed = self._job_list(jobs)
-        return self._inserted(self._database.call(conn, self._insert, listed))
+        with otel.sending(listed) as sent:
+            saved = self._database.call(conn, self._insert, listed)
+            sent.saved(saved)
+        return self._inserted(saved)
 
     async def enqueue_async(self, job: Job, *, conn: AnyConn | None = None) -> Job:
         """Async twin of :meth:`enqueue`; ``conn`` may be an AsyncSession/AsyncConnection."""
@@ -311,7 +346,10 @@ class Oban:
     ) -> list[Job]:
         """Async twin of :meth:`enqueue_many`."""
         listed = self._job_list(jobs)
-        return self._inserted(await self._database.call_async(conn, self._insert, listed))
+        with otel.sending(listed) as sent:
+            saved = await self._database.call_async(conn, self._insert, listed)
+            sent.saved(saved)
+        return self._inserted(saved)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -360,6 +398,8 @@ class Oban:
         # imported after this instance was made.
         config = dataclasses.replace(self._config, cron=self.cron_entries)
         self._runtime = Runtime(self._database, config, self.clock)
+        if self._otel_reader is None and otel.enabled and self._persistent():
+            self._otel_reader = otel.add_reader(self.name, _otel_reader(self))
         return self._runtime
 
     def start(self) -> None:
@@ -477,6 +517,9 @@ class Oban:
         """Release the database pool Oban created (not a pool you passed in), and
         stop being the instance workers enqueue through under this name."""
         _registry.unregister(self.name, self)
+        if self._otel_reader is not None:
+            otel.remove_reader(self._otel_reader)
+            self._otel_reader = None
         self.engine.close()
 
     # -- managing jobs ------------------------------------------------------------------

@@ -62,3 +62,30 @@ class Gate(Worker):
         gate = Path(job.args["gate"])
         while not gate.exists() and not job.cancelled():
             time.sleep(0.02)  # in the job's own thread: polling a file another process makes
+
+
+SEEN_SPANS: list[tuple[str, int, int]] = []
+"""(kind, trace id, span id) of the span current inside :class:`Traced` jobs."""
+
+
+def _current_span(kind: str) -> None:
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    SEEN_SPANS.append((kind, context.trace_id, context.span_id))
+
+
+@worker(queue="obs")
+class Traced(Worker):
+    """Notes the span current while it runs (in its worker thread)."""
+
+    def process(self, job: Job) -> None:
+        _current_span("def")
+
+
+@worker(queue="obs")
+class AsyncTraced(Worker):
+    """Notes the span current while it runs (on the event loop)."""
+
+    async def process(self, job: Job) -> None:
+        _current_span("async")

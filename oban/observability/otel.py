@@ -90,43 +90,69 @@ def set_enabled(flag: bool) -> None:
 
     Process-wide, as the providers are: ``Oban(telemetry_otel=False)`` calls it.
     """
-    global enabled
+    global enabled, _checked_at
     enabled = bool(flag) and AVAILABLE
+    _checked_at = float("-inf")
 
 
 def configure(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
     """Use these providers instead of the global ones (None: the global ones again),
     for an application that keeps its providers to itself, and for tests."""
-    global _tracer_provider, _meter_provider, _instruments
+    global _tracer_provider, _meter_provider, _instruments, _checked_at
     with _lock:
+        _checked_at = float("-inf")
         _tracer_provider = tracer_provider
         if meter_provider is not _meter_provider:
             _meter_provider = meter_provider
             _instruments = None  # made again on the new provider at the next use
 
 
+RECHECK = 1.0
+"""Seconds between looks at the global providers: asking them costs microseconds
+(``get_tracer_provider()`` reads the environment each time), which an attempt
+must not pay; an SDK installed later is seen within this long."""
+
+_checked_at = float("-inf")
+_live_tracer: Any = None
+_live_meter = False
+
+
+def _refresh() -> None:
+    """Look at the providers again if the last look is older than :data:`RECHECK`."""
+    global _checked_at, _live_tracer, _live_meter
+    now = time.monotonic()
+    if now - _checked_at < RECHECK:
+        return
+    provider = _tracer_provider or trace.get_tracer_provider()
+    _live_tracer = None if isinstance(provider, ProxyTracerProvider) else provider.get_tracer(SCOPE)
+    proxy = _PROXY_METER_PROVIDER
+    _live_meter = _meter_provider is not None or (
+        proxy is None or not isinstance(metrics.get_meter_provider(), proxy)
+    )
+    _checked_at = now
+
+
 def _tracer() -> Any:
     """The tracer to use, or None when no SDK would record anything."""
     if not enabled:
         return None
-    provider = _tracer_provider or trace.get_tracer_provider()
-    if isinstance(provider, ProxyTracerProvider):
-        return None
-    return provider.get_tracer(SCOPE)
+    _refresh()
+    return _live_tracer
 
 
 def _meter_live() -> bool:
     if not enabled:
         return False
-    if _meter_provider is not None:
-        return True
-    proxy = _PROXY_METER_PROVIDER
-    return proxy is None or not isinstance(metrics.get_meter_provider(), proxy)
+    _refresh()
+    return _live_meter
 
 
 def active() -> bool:
     """Whether an attempt needs observing for OpenTelemetry (an SDK is installed)."""
-    return enabled and (_tracer() is not None or _meter_live())
+    if not enabled:
+        return False
+    _refresh()
+    return _live_tracer is not None or _live_meter
 
 
 # -- enqueue ----------------------------------------------------------------------------
@@ -260,7 +286,7 @@ class Attempt:
 
 def attempt(job: Job) -> Attempt | None:
     """Start observing an attempt for OpenTelemetry; None when nothing would record it."""
-    if not enabled or not active():
+    if not active():
         return None
     return Attempt(job)
 

@@ -5,6 +5,7 @@ Everything public is re-exported here; other modules are private.
 
 from __future__ import annotations
 
+from . import telemetry
 from .engines import Capability, Engine, Inline, Lite
 from .engines.basic import Basic
 from .errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "Worker",
     "job",
     "migrate",
+    "telemetry",
     "worker",
 ]
 

@@ -31,7 +31,8 @@ import sniffio
 
 from .backoff import default_backoff
 from .errors import EngineError, JobTimeoutError
-from .job import Job
+from .job import Job, JobState
+from .job_events import Observed, observe
 from .outcomes import Ack, outcome
 from .worker import resolve_worker, worker_spec
 
@@ -190,7 +191,36 @@ class _ThreadSlot:
         self._limiter.release_on_behalf_of(self)
 
 
+def _report(observed: Observed | None, job: Job, ack: Ack, result: object) -> Ack:
+    """Tell the observers how the attempt ended (``job.stop`` / ``job.exception``)."""
+    if observed is None:
+        return ack
+    state = ack.state
+    if job.cancelled() and not isinstance(result, JobTimeoutError):
+        # A def job cancelled while it ran: its row is already cancelled, and the
+        # runtime discards this ack (a timeout also sets the flag, but says so).
+        state = JobState.CANCELLED
+    error = ack.error.get("error") if ack.error else None
+    observed.finished(state, result if isinstance(result, BaseException) else error)
+    return ack
+
+
 async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock) -> Ack:
+    """Run one attempt of ``job`` in the current event loop and return its ack,
+    telling the observers (:mod:`oban.job_events`) when it starts and ends."""
+    observed = observe(job)
+    try:
+        ack, result = await _execute(job, limiter=limiter, clock=clock)
+    except BaseException:
+        if observed is not None:
+            observed.interrupted()
+        raise
+    return _report(observed, job, ack, result)
+
+
+async def _execute(
+    job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock
+) -> tuple[Ack, object]:
     """Run one attempt of ``job`` in the current event loop and return its ack.
 
     At its time limit an ``async def`` job is cancelled. A ``def`` job's thread
@@ -236,7 +266,7 @@ async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clo
     if limit is not None and scope is not None and scope.cancel_called:
         # Past the deadline, even if the job swallowed the cancellation and returned.
         result = _timed_out(job, limit, in_thread=in_thread)
-    return _decide(job, result, clock(), instance)
+    return _decide(job, result, clock(), instance), result
 
 
 async def _guarded(func: Callable[[], Awaitable[Any]], limit: float | None) -> tuple[bool, Any]:
@@ -318,6 +348,19 @@ def execute_blocking(job: Job, *, clock: Clock, raised: list[Exception] | None =
     text, and a caller that must re-raise it after recording the failure
     (``drain_queue(with_safety=False)``) needs the object itself.
     """
+    observed = observe(job)
+    try:
+        ack, result = _execute_blocking(job, clock=clock, raised=raised)
+    except BaseException:
+        if observed is not None:
+            observed.interrupted()
+        raise
+    return _report(observed, job, ack, result)
+
+
+def _execute_blocking(
+    job: Job, *, clock: Clock, raised: list[Exception] | None
+) -> tuple[Ack, object]:
     instance: object | None = None
     result: object
     try:
@@ -331,4 +374,4 @@ def execute_blocking(job: Job, *, clock: Clock, raised: list[Exception] | None =
         result = exc
     if raised is not None and isinstance(result, Exception):
         raised.append(result)
-    return _decide(job, result, clock(), instance)
+    return _decide(job, result, clock(), instance), result

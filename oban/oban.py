@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -28,7 +29,7 @@ from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 from sqlalchemy.engine import Connection
 
-from . import _registry
+from . import _registry, telemetry
 from .config import (
     CANCEL_CHECK_INTERVAL,
     LEADER_LEASE,
@@ -51,6 +52,7 @@ from .engines import create_bind, engine_for
 from .engines.base import Capability, Changed, ClusterEngine, Engine, JobFilter
 from .engines.inline import Inline
 from .engines.signals import QueueSignal, queue_signal
+from .engines.stats import queue_stats
 from .errors import (
     AlreadyRunningError,
     ConfigError,
@@ -59,6 +61,7 @@ from .errors import (
     NotRunningError,
 )
 from .job import Job, JobState, utc_now
+from .observability import otel
 from .queue_info import QueueInfo
 from .runtime.database import AnyConn, Database, SyncConn
 from .runtime.runtime import Runtime
@@ -74,6 +77,29 @@ MAX_PAGE = 1_000
 logger = logging.getLogger("oban")
 
 _warned_main: set[str] = set()
+
+
+def _otel_reader(oban: Oban) -> Callable[[], list[otel.QueueFigures]]:
+    """The database figures OpenTelemetry's gauges report for ``oban`` while it runs
+    (held weakly: an instance dropped without ``close()`` reports nothing)."""
+    ref = weakref.ref(oban)
+
+    def read() -> list[otel.QueueFigures]:
+        instance = ref()
+        if instance is None or instance._runtime is None:
+            return []
+        now = instance.clock()
+        with instance.engine.transaction() as conn:
+            stats = queue_stats(conn, prefix=instance.prefix)
+        return [
+            otel.QueueFigures(
+                queue, {state.value: count for state, count in figures.counts.items()},
+                figures.lag(now),
+            )
+            for queue, figures in sorted(stats.items())
+        ]  # fmt: skip
+
+    return read
 
 
 def _warn_main_worker(name: str) -> None:
@@ -130,6 +156,13 @@ class Oban:
             notification was lost (PostgreSQL).
         backend: event loop for ``start()``'s background thread, ``"asyncio"``
             or ``"trio"`` (``async with`` uses the caller's loop).
+        telemetry_log: log every telemetry event through :mod:`logging` (logger
+            ``oban.events``): True or ``"kv"`` as key=value text, ``"json"`` as
+            JSON; off by default. One handler per process, however many instances ask.
+        telemetry_log_level: the level of those records (failures: WARNING at least).
+        telemetry_otel: OpenTelemetry traces and metrics, on by default whenever
+            ``opentelemetry-api`` is importable (a no-op until the app installs an
+            SDK); False turns them off, process-wide (the providers are too).
         clock: returns the current aware UTC time (injected in tests).
 
     Example:
@@ -163,6 +196,9 @@ class Oban:
         cron_catch_up: float | None = None,
         backend: Literal["asyncio", "trio"] = "asyncio",
         clock: Callable[[], datetime] = utc_now,
+        telemetry_log: bool | Literal["kv", "json"] = False,
+        telemetry_log_level: int | str = logging.INFO,
+        telemetry_otel: bool | None = None,
     ) -> None:
         self.testing = check_testing(testing)
         self.backend = check_backend(backend)
@@ -212,6 +248,15 @@ class Oban:
         self._task_group: TaskGroup | None = None
         self._stopping = False
         self._stop_lock = threading.Lock()
+        if telemetry_log:
+            from .observability.log import attach_logger
+
+            attach_logger(
+                "kv" if telemetry_log is True else telemetry_log, level=telemetry_log_level
+            )
+        if telemetry_otel is not None:
+            otel.set_enabled(telemetry_otel)
+        self._otel_reader: int | None = None
         _registry.register(self.name, self)
 
     @staticmethod
@@ -280,6 +325,10 @@ class Oban:
         return listed
 
     def _inserted(self, jobs: list[Job]) -> list[Job]:
+        if telemetry.active:
+            conflicts = sum(1 for job in jobs if job.conflict)
+            data = {"count": len(jobs), "conflicts": conflicts, "name": self.name}
+            telemetry.emit("job.insert", {**data, "queues": sorted({job.queue for job in jobs})})
         runtime = self._runtime
         if runtime is not None:
             runtime.notify_insert({job.queue for job in jobs})
@@ -292,7 +341,10 @@ class Oban:
     def enqueue_many(self, jobs: Iterable[Job], *, conn: SyncConn | None = None) -> list[Job]:
         """Insert many jobs in one statement per batch; returns them saved, in order."""
         listed = self._job_list(jobs)
-        return self._inserted(self._database.call(conn, self._insert, listed))
+        with otel.sending(listed) as sent:
+            saved = self._database.call(conn, self._insert, listed)
+            sent.saved(saved)
+        return self._inserted(saved)
 
     async def enqueue_async(self, job: Job, *, conn: AnyConn | None = None) -> Job:
         """Async twin of :meth:`enqueue`; ``conn`` may be an AsyncSession/AsyncConnection."""
@@ -303,7 +355,10 @@ class Oban:
     ) -> list[Job]:
         """Async twin of :meth:`enqueue_many`."""
         listed = self._job_list(jobs)
-        return self._inserted(await self._database.call_async(conn, self._insert, listed))
+        with otel.sending(listed) as sent:
+            saved = await self._database.call_async(conn, self._insert, listed)
+            sent.saved(saved)
+        return self._inserted(saved)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -355,6 +410,8 @@ class Oban:
         # imported after this instance was made.
         config = dataclasses.replace(self._config, cron=self.cron_entries)
         self._runtime = Runtime(self._database, config, self.clock)
+        if self._otel_reader is None and otel.enabled and self._persistent():
+            self._otel_reader = otel.add_reader(self.name, _otel_reader(self))
         return self._runtime
 
     def start(self) -> None:
@@ -482,6 +539,9 @@ class Oban:
         """Release the database pool Oban created (not a pool you passed in), and
         stop being the instance workers enqueue through under this name."""
         _registry.unregister(self.name, self)
+        if self._otel_reader is not None:
+            otel.remove_reader(self._otel_reader)
+            self._otel_reader = None
         self.engine.close()
 
     # -- managing jobs ------------------------------------------------------------------
@@ -851,16 +911,43 @@ class Oban:
         since = self.clock() - timedelta(seconds=self._config.rescue_after)
         return self._database.call(None, cluster.unrun_queues, self.name, since, scan)
 
-    def _merge_infos(self, remote: list[QueueInfo], queue: str | None) -> list[QueueInfo]:
+    def _lags(self, conn: Connection) -> dict[str, float]:
+        """Each queue's lag: seconds its oldest available job has waited."""
+        now = self.clock()
+        return {
+            queue: stats.lag(now) for queue, stats in queue_stats(conn, prefix=self.prefix).items()
+        }
+
+    def _cluster_infos(
+        self, conn: Connection, queue: str | None
+    ) -> tuple[list[QueueInfo], dict[str, float]]:
+        return self._heartbeat_infos(conn, queue), self._lags(conn)
+
+    @staticmethod
+    def _with_lags(infos: list[QueueInfo], lags: dict[str, float] | None) -> list[QueueInfo]:
+        if lags is None:
+            return infos
+        return [dataclasses.replace(info, lag=lags.get(info.queue, 0.0)) for info in infos]
+
+    def _merge_infos(
+        self, found: tuple[list[QueueInfo], dict[str, float]], queue: str | None
+    ) -> list[QueueInfo]:
         """Every node's heartbeat, with this node's own rows replaced by its live state."""
+        remote, lags = found
         local = self._local_infos(queue)
         here = {info.instance_id for info in local}
         infos = [info for info in remote if info.instance_id not in here] + local
-        return sorted(infos, key=lambda info: (info.queue, info.node, info.started_at))
+        ordered = sorted(infos, key=lambda info: (info.queue, info.node, info.started_at))
+        return self._with_lags(ordered, lags)
+
+    def _persistent(self) -> bool:
+        return Capability.PERSISTENT in self.engine.capabilities
 
     def check_queue(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
         """``queue`` on each node running it: limit, running job ids, paused, node,
-        instance id, started_at (from each node's latest heartbeat; this node's live)."""
+        instance id, started_at (from each node's latest heartbeat; this node's live),
+        and the queue's lag (seconds its oldest available job has waited, from the
+        database; None on Inline)."""
         self._control_signal("check", queue)
         return self.check_all_queues(local_only=local_only, _queue=queue)
 
@@ -869,9 +956,10 @@ class Oban:
     ) -> list[QueueInfo]:
         """Every queue on every node (``local_only``: on this node), as :meth:`check_queue`."""
         if local_only or Capability.CLUSTER not in self.engine.capabilities:
-            return self._local_infos(_queue)
-        remote = self._database.call(None, self._heartbeat_infos, _queue)
-        return self._merge_infos(remote, _queue)
+            lags = self._database.call(None, self._lags) if self._persistent() else None
+            return self._with_lags(self._local_infos(_queue), lags)
+        found = self._database.call(None, self._cluster_infos, _queue)
+        return self._merge_infos(found, _queue)
 
     async def check_queue_async(self, queue: str, *, local_only: bool = False) -> list[QueueInfo]:
         """Async twin of :meth:`check_queue`."""
@@ -883,9 +971,10 @@ class Oban:
     ) -> list[QueueInfo]:
         """Async twin of :meth:`check_all_queues`."""
         if local_only or Capability.CLUSTER not in self.engine.capabilities:
-            return self._local_infos(_queue)
-        remote = await self._database.call_async(None, self._heartbeat_infos, _queue)
-        return self._merge_infos(remote, _queue)
+            lags = await self._database.call_async(None, self._lags) if self._persistent() else None
+            return self._with_lags(self._local_infos(_queue), lags)
+        found = await self._database.call_async(None, self._cluster_infos, _queue)
+        return self._merge_infos(found, _queue)
 
     # -- testing modes ------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ __all__ = ["QueueInfo"]
 
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
-    """One queue on one node: its limit, the jobs it runs, whether it is paused.
+    """One queue on one node: its limit, the jobs it runs, whether it is paused,
+    and how far behind the queue is (``lag``, the same on every node).
 
     From another node this is what its last heartbeat said (a few seconds old
     at most); ``updated_at`` tells when that was.
@@ -28,6 +29,9 @@ class QueueInfo:
     paused: bool
     started_at: datetime
     updated_at: datetime
+    lag: float | None = None
+    """Seconds the queue's oldest available job has waited (0.0: none waits), read
+    from the database when asked; None where there is no database (Inline)."""
 
     @classmethod
     def from_heartbeat(

@@ -589,6 +589,41 @@ def scale(
     _control((database, prefix, app), "scale", queue, limit)
 
 
+# -- metrics ------------------------------------------------------------------------------
+
+
+@cli.command()
+@where_options
+@click.option(
+    "--port", "-p", default=9100, show_default=True, type=click.IntRange(min=0, max=65535),
+    help="TCP port to serve /metrics on (0: any free port, printed)",
+)  # fmt: skip
+@click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")  # noqa: S104  # metrics are meant to be scraped from elsewhere; --host narrows it
+@reports_errors
+def metrics(
+    database: str | None, prefix: str | None, app: str | None, port: int, host: str
+) -> None:
+    """Serve Prometheus metrics of the jobs table until SIGTERM or Ctrl-C.
+
+    Jobs by queue and state, queue depth and lag, read from the database at
+    each scrape: one such process is right for any number of worker
+    processes. Needs the prometheus extra (pip install 'oban[prometheus]').
+    """
+    from .metrics import require_prometheus, serve_metrics
+
+    require_prometheus()
+    with target(database, prefix, app) as opened:
+        serve_metrics(
+            opened.oban,
+            host=host,
+            port=port,
+            on_started=lambda url: click.echo(
+                f"serving Prometheus metrics of {opened.where} on {url}"
+            ),
+        )
+    click.echo("oban metrics stopped")
+
+
 # -- cron ---------------------------------------------------------------------------------
 
 

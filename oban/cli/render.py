@@ -185,23 +185,38 @@ def queue_json(info: QueueInfo) -> str:
         "limit": info.limit,
         "running": list(info.running),
         "paused": info.paused,
+        "lag": info.lag,
         "started_at": _iso(info.started_at),
         "updated_at": _iso(info.updated_at),
     }
     return orjson.dumps(record).decode()
 
 
+def lag_text(lag: float | None) -> str:
+    """A queue's lag for the table: ``0s`` when nothing waits, ``-`` when unknown."""
+    if lag is None:
+        return "-"
+    if lag < 10:
+        return f"{lag:.1f}s" if lag else "0s"
+    if lag < 3600:
+        return f"{lag:.0f}s"
+    return f"{lag / 3600:.1f}h"
+
+
 def queues_table(infos: list[QueueInfo]) -> Table:
-    """``oban queues``: one row per queue per node, from the nodes' heartbeats."""
+    """``oban queues``: one row per queue per node, from the nodes' heartbeats, with
+    the jobs running there out of its limit and the queue's lag (its oldest
+    available job's wait, from the database)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for header in ("queue", "node", "limit", "running", "paused", "started (UTC)", "heartbeat"):
+    headers = ("queue", "node", "running/limit", "lag", "paused", "started (UTC)", "heartbeat")
+    for header in headers:
         table.add_column(header, no_wrap=True)
     for info in infos:
         table.add_row(
             Text(info.queue),
             Text(info.node),
-            str(info.limit),
-            str(len(info.running)),
+            f"{len(info.running)}/{info.limit}",
+            lag_text(info.lag),
             "paused" if info.paused else "",
             _short_time(info.started_at),
             _short_time(info.updated_at),

@@ -5,8 +5,9 @@ SQLite cannot do:
 
 * **fetch** is one ``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE
   SKIP LOCKED LIMIT n)) RETURNING``, each claimed row then found by its
-  primary key (``id IN (...)`` may hash-join against a scan of the table): concurrent fetches on any number of nodes skip
-  each other's rows instead of waiting, and never claim a row twice;
+  primary key (``id IN (...)`` may hash-join against a scan of the table):
+  concurrent fetches on any number of nodes skip each other's rows instead
+  of waiting, and never claim a row twice;
 * **inserts** of any batch are one ``INSERT ... SELECT ... FROM
   jsonb_array_elements(:rows)``: 10,000 jobs are one statement and one round
   trip. In the same transaction one ``pg_notify`` statement tells every

@@ -8,8 +8,11 @@ runtime stops; stopping waits for every pending ack (:meth:`Acker.drain`).
 
 from __future__ import annotations
 
+import time
+
 import anyio
 
+from .. import telemetry
 from ..config import RuntimeConfig
 from ..outcomes import Ack
 from .database import Database
@@ -48,12 +51,16 @@ class Acker:
         await anyio.sleep(self._config.ack_delay)
         batch, self._pending = self._pending, []
         if batch:
+            started = time.perf_counter()
             try:
                 with anyio.CancelScope(shield=True):
                     await self._database.run(self._database.engine.ack_jobs, batch)
             except Exception:
                 self._pending = batch + self._pending  # kept, and retried after the pause
                 raise
+            if telemetry.active:
+                duration = time.perf_counter() - started
+                telemetry.emit("ack.write", {"count": len(batch), "duration": duration})
         if not self._pending:
             self._idle.set()
 

@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from .. import telemetry
 from ..backoff import error_pause
 from ..errors import DatabaseError
+from ..job_events import error_data
 from .outage import Outage
 
 __all__ = ["Loop"]
@@ -146,6 +148,11 @@ class Loop:
             except Exception as exc:  # every loop survives errors: log, back off, go on
                 self.failures += 1
                 pause = error_pause(self.failures, self.error_backoff)
+                if telemetry.active and isinstance(exc, DatabaseError):
+                    telemetry.emit(
+                        "db.error",
+                        {"loop": self.name, "error": error_data(exc), "failures": self.failures},
+                    )
                 if self._outage is not None and isinstance(exc, DatabaseError):
                     self._outage.failed(self.name, exc, pause)
                 else:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from .. import telemetry
 from ..engines.base import Capability, Engine
 from ..engines.signals import INSERT, LEADER, SIGNAL, channel_name, decode
 from .loops import Loop
@@ -82,6 +83,7 @@ class Notifier:
         )
         self.connections = 0
         """How many times a connection was made and LISTEN issued (1 + reconnections)."""
+        self._connected = False
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -116,11 +118,18 @@ class Notifier:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._listener.close, limiter=self._limiter)
+            if self._connected:
+                self._connected = False
+                if telemetry.active:
+                    telemetry.emit("notifier.disconnected", {**self._event_data(), "error": None})
 
     async def _step(self) -> None:
         if not self._listener.connected:
             await anyio.to_thread.run_sync(self._listener.connect, limiter=self._limiter)
             self.connections += 1
+            self._connected = True
+            if telemetry.active:
+                telemetry.emit("notifier.connected", self._event_data())
             for callback in self._on_connect:
                 callback()
         notices = await anyio.to_thread.run_sync(
@@ -138,6 +147,13 @@ class Notifier:
             pause,
         )
         self._listener.close()
+        if self._connected:
+            self._connected = False
+            if telemetry.active:
+                telemetry.emit("notifier.disconnected", {**self._event_data(), "error": str(exc)})
+
+    def _event_data(self) -> dict[str, Any]:
+        return {"application_name": self.application_name, "connections": self.connections}
 
     # -- on the loop ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+from .. import telemetry
 from ..attempt import execute, runs_on_loop
 from ..config import RuntimeConfig
 from ..job import Job, JobState
@@ -154,6 +155,10 @@ class Producer:
                 demand,
                 [self._config.node, self.uuid],
                 self._clock(),
+            )
+        if telemetry.active:
+            telemetry.emit(
+                "queue.fetch", {"queue": self.queue, "demand": demand, "count": len(fetched)}
             )
         if len(fetched) == demand:
             self.notify()

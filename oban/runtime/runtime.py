@@ -26,6 +26,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
+from .. import telemetry
 from ..config import RuntimeConfig
 from ..engines.base import Capability, Changed, ClusterEngine, QueueState
 from ..engines.signals import (
@@ -162,6 +163,9 @@ class Runtime:
         if leading == self._leader:
             return
         self._leader = leading
+        if telemetry.active:
+            event = "leader.gained" if leading else "leader.lost"
+            telemetry.emit(event, {"name": self.config.name, "node": self.config.node})
         if leading:
             self._term += 1
             logger.info("node %r leads %r now", self.config.node, self.config.name)

@@ -84,3 +84,11 @@ def test_is_leader_is_a_bool_property_and_queue_info_is_exported() -> None:
     assert isinstance(oban.Oban.__dict__["is_leader"], property)
     assert not oban.Oban(testing="inline").is_leader
     assert "QueueInfo" in oban.__all__
+
+
+def test_telemetry_module_is_exported() -> None:
+    from oban import telemetry
+
+    assert "telemetry" in oban.__all__
+    assert callable(telemetry.attach)
+    assert callable(telemetry.detach)

@@ -23,6 +23,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from ... import telemetry
 from ...config import RuntimeConfig
 from ...cron import latest_slot, slots_between
 from ...job import Job
@@ -81,6 +82,8 @@ class Cron(ClusterPlugin):
                 for slot in slots_between(entry.expression, tz, after, now)
             )
         if not slots:
+            if telemetry.active:
+                telemetry.emit("plugin.cron", {"plugin": "cron", "count": 0})
             return
         saved = await context.database.run(
             context.cluster.insert_cron_jobs, context.config.name, slots, now
@@ -88,6 +91,8 @@ class Cron(ClusterPlugin):
         for entry_key, slot, _job in slots:
             self._checked[entry_key] = max(self._checked.get(entry_key, slot), slot)
         self.inserted += len(saved)
+        if telemetry.active:
+            telemetry.emit("plugin.cron", {"plugin": "cron", "count": len(saved)})
         context.wake_queues({job.queue for job in saved})
 
     async def _start_term(self, now: datetime) -> list[Slot]:

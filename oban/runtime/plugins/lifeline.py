@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
+from ... import telemetry
 from .base import ClusterPlugin
 
 __all__ = ["Lifeline"]
@@ -44,4 +45,8 @@ class Lifeline(ClusterPlugin):
                 rescued.available,
                 rescued.discarded,
             )
+        if telemetry.active:
+            data = {"available": rescued.available, "discarded": rescued.discarded}
+            count = rescued.available + rescued.discarded
+            telemetry.emit("plugin.lifeline", {"plugin": "lifeline", "count": count, **data})
         context.wake_queues(rescued.queues)

@@ -15,6 +15,7 @@ from typing import ClassVar
 import anyio
 import anyio.lowlevel
 
+from ... import telemetry
 from .base import ClusterPlugin, PluginContext
 
 __all__ = ["Pruner"]
@@ -46,11 +47,13 @@ class Pruner(ClusterPlugin):
         cluster = context.cluster
         database = context.database
         now = context.clock()
+        pruned = 0
         if config.prune_max_age is not None:
             before = now - timedelta(seconds=config.prune_max_age)
             while True:
                 deleted = await database.run(cluster.prune_jobs, before, config.prune_limit)
                 self.pruned += deleted
+                pruned += deleted
                 self.batches += 1
                 if deleted < config.prune_limit:
                     break
@@ -58,3 +61,5 @@ class Pruner(ClusterPlugin):
         dead = now - timedelta(seconds=config.rescue_after * DEAD_AFTER)
         await database.run(cluster.prune_heartbeats, dead)
         await database.run(cluster.prune_cron_slots, config.name, now - SLOTS_KEPT)
+        if telemetry.active:
+            telemetry.emit("plugin.pruner", {"plugin": "pruner", "count": pruned})

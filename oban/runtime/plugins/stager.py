@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ... import telemetry
 from .base import Plugin
 
 __all__ = ["Stager"]
@@ -31,4 +32,7 @@ class Stager(Plugin):
         queues = await database.run(
             database.engine.stage_jobs, context.clock(), context.config.stage_limit
         )
+        if telemetry.active:
+            # The engine reports the queues that got jobs, not how many rows moved.
+            telemetry.emit("plugin.stager", {"plugin": "stager", "count": None, "queues": queues})
         context.wake_queues(queues)

@@ -262,8 +262,8 @@ class Engine(Protocol):
         """Record finished attempts."""
         ...
 
-    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
-        """Make due scheduled/retryable jobs available; return their queues."""
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> dict[str, int]:
+        """Make due scheduled/retryable jobs available; how many each queue got."""
         ...
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:

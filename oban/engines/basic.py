@@ -321,7 +321,7 @@ class Basic(SqlEngine):
         self.shape(conn)
         super()._discard_unreadable(conn, rows, now)
 
-    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> dict[str, int]:
         queues = super().stage_jobs(conn, now, limit)
         self.notify(conn, INSERT, [inserted(queue) for queue in queues])
         return queues

@@ -95,8 +95,8 @@ class Inline:
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
         return None
 
-    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
-        return []
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> dict[str, int]:
+        return {}
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -500,7 +500,7 @@ class SqlEngine(ClusterSql):
             values["max_attempts"] = c.max_attempts + 1
         return attempt_update(values)
 
-    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> list[str]:
+    def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> dict[str, int]:
         due = (
             sa.select(c.id)
             .where(c.state.in_([JobState.SCHEDULED, JobState.RETRYABLE]), c.scheduled_at <= now)
@@ -514,7 +514,7 @@ class SqlEngine(ClusterSql):
             .values(state=JobState.AVAILABLE)
             .returning(c.queue)
         )
-        return sorted(set(self.execute(conn, statement).scalars()))
+        return dict(sorted(Counter(self.execute(conn, statement).scalars()).items()))
 
     def get_job(self, conn: Connection, job_id: int) -> Job | None:
         """The job with ``job_id``, or None.

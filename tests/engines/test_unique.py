@@ -403,7 +403,7 @@ def test_replacing_scheduled_at_into_the_future_schedules_an_available_job(
     assert_conflict(later, first)
     assert later.state is JobState.SCHEDULED
     assert get(engine, first.id).state is JobState.SCHEDULED
-    assert stage(engine, NOW + timedelta(hours=2)) == [first.queue]
+    assert stage(engine, NOW + timedelta(hours=2)) == {first.queue: 1}
 
 
 @unique

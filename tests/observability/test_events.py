@@ -138,7 +138,8 @@ async def test_plugin_leader_and_notifier_events(database: SqlDatabase, recorder
         assert "count" in data
     assert all(isinstance(d["count"], int) for d in recorder.named("plugin.pruner"))
     assert all(isinstance(d["count"], int) for d in recorder.named("plugin.lifeline"))
-    assert all(isinstance(d["queues"], list) for d in recorder.named("plugin.stager"))
+    for staged in recorder.named("plugin.stager"):  # rows made available, per queue
+        assert staged["count"] == sum(staged["queues"].values())
     (gained,) = recorder.named("leader.gained")
     assert gained["name"] == oban.name
     assert gained["node"] == oban.node

@@ -33,6 +33,6 @@ class Stager(Plugin):
             database.engine.stage_jobs, context.clock(), context.config.stage_limit
         )
         if telemetry.active:
-            # The engine reports the queues that got jobs, not how many rows moved.
-            telemetry.emit("plugin.stager", {"plugin": "stager", "count": None, "queues": queues})
+            count = sum(queues.values())
+            telemetry.emit("plugin.stager", {"plugin": "stager", "count": count, "queues": queues})
         context.wake_queues(queues)

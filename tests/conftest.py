@@ -168,3 +168,14 @@ def database(request: pytest.FixtureRequest, oban_options: dict[str, Any]) -> It
         yield SqlDatabase(request.param, prefix, bind, jobs_table, make)
     if own_bind is not None:
         own_bind.dispose()
+
+
+@pytest.fixture
+def forget_seen() -> Iterator[None]:
+    """Forget the runs ``tests.postgres.workers`` recorded in other tests: every
+    fresh database numbers its jobs from 1, so an old run would look like a new one."""
+    from tests.postgres.workers import SEEN
+
+    SEEN.reset()
+    yield
+    SEEN.reset()

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from .. import telemetry
 from ..engines.base import Capability, Engine
+from ..engines.listener import Listener
 from ..engines.signals import INSERT, LEADER, SIGNAL, channel_name, decode
 from .loops import Loop
 
@@ -34,22 +35,6 @@ __all__ = ["Notifier", "notifier_for"]
 logger = logging.getLogger("oban.notifier")
 
 Callback = Callable[[dict[str, Any]], None]
-
-
-class Listening(Protocol):
-    """What the notifier needs of the engine's listener (see ``engines/listener.py``)."""
-
-    application_name: str
-    backend_pid: int | None
-
-    @property
-    def connected(self) -> bool: ...
-
-    def connect(self) -> None: ...
-
-    def receive(self, timeout: float) -> list[tuple[str, str]]: ...
-
-    def close(self) -> None: ...
 
 
 class Notifier:
@@ -65,7 +50,7 @@ class Notifier:
 
     def __init__(
         self,
-        listener: Listening,
+        listener: Listener,
         *,
         prefix: str | None = None,
         timeout: float = 0.1,
@@ -185,5 +170,5 @@ def notifier_for(engine: Engine, *, application_name: str) -> Notifier | None:
     make = getattr(engine, "listener", None)
     if not callable(make):
         return None
-    listener: Listening = make([INSERT, SIGNAL, LEADER], application_name=application_name)
+    listener: Listener = make([INSERT, SIGNAL, LEADER], application_name=application_name)
     return Notifier(listener, prefix=getattr(engine, "prefix", None))

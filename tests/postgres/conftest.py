@@ -16,7 +16,6 @@ import sqlalchemy as sa
 import oban
 from oban import Oban
 from tests.conftest import oban_factory
-from tests.postgres.workers import SEEN
 
 
 @pytest.fixture
@@ -44,10 +43,8 @@ def pg_prefix(pg_bind: sa.Engine, pg_schema: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _seen() -> Iterator[None]:
-    SEEN.reset()
-    yield
-    SEEN.reset()
+def _seen(forget_seen: None) -> None:
+    """Every PostgreSQL test starts with no runs recorded (see ``forget_seen``)."""
 
 
 @pytest.fixture

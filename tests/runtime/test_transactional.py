@@ -8,7 +8,6 @@ AsyncSession/AsyncConnection variants, PostgreSQL only, are in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -39,12 +38,7 @@ class Setup:
         return job is not None and job.state is JobState.COMPLETED
 
 
-@pytest.fixture(autouse=True)
-def _seen() -> Iterator[None]:
-    """Forget the runs of other tests: every fresh database numbers its jobs from 1."""
-    SEEN.reset()
-    yield
-    SEEN.reset()
+pytestmark = pytest.mark.usefixtures("forget_seen")
 
 
 @pytest.fixture

@@ -128,10 +128,13 @@ class Server:
 
 
 @contextmanager
-def serving(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """``oban start ARGS`` in the background; killed at the end whatever happened."""
+def serving(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, command: str = "start"
+) -> Iterator[Server]:
+    """``oban COMMAND ARGS`` (``oban start`` by default) in the background; killed at
+    the end whatever happened."""
     process = subprocess.Popen(
-        [str(oban_script()), "start", *args],
+        [str(oban_script()), command, *args],
         cwd=cwd,
         env=environment(env),
         stdin=subprocess.DEVNULL,

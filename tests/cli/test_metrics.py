@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from oban import Job
 from oban.observability.prometheus import ObanCollector
 from tests.cli.conftest import CliDatabase
-from tests.cli.support import Server, environment, oban_script, serving
+from tests.cli.support import environment, oban_script, serving
 from tests.conftest import wait_for
 from tests.observability import workers
 
@@ -71,29 +71,13 @@ def check(samples: Samples, counts: dict[tuple[str, str], int]) -> None:
 @contextmanager
 def metrics_server(db: CliDatabase) -> Iterator[str]:
     """``oban metrics --port 0`` in the background; the URL it serves."""
-    process = subprocess.Popen(
-        [str(oban_script()), "metrics", "--port", "0", "--host", "127.0.0.1", *db.flags],
-        cwd=db.cwd,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    server = Server(process)
-    try:
+    flags = ("--port", "0", "--host", "127.0.0.1", *db.flags)
+    with serving(*flags, command="metrics", cwd=db.cwd) as server:
         line = server.wait_line("serving Prometheus metrics")
         yield line.rsplit(" ", 1)[-1]
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "oban metrics stopped" in server.seen
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def scrape(url: str) -> str:

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -395,27 +396,10 @@ class SqlEngine(ClusterSql):
         """
         if demand <= 0:
             return []
-        candidates = (
-            sa.select(c.id)
-            .where(c.state == JobState.AVAILABLE, c.queue == queue)
-            .order_by(c.priority, c.scheduled_at, c.id)
-            .limit(demand)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            sa.update(oban_jobs)
-            .where(self._id_in_batch(candidates.scalar_subquery()))
-            .values(
-                state=JobState.EXECUTING,
-                attempt=c.attempt + 1,
-                attempted_at=now,
-                attempted_by=attempted_by,
-            )
-            .returning(*c)
-        )
+        params = {"b_queue": queue, "b_demand": demand, "b_now": now, "b_by": attempted_by}
         jobs: list[Job] = []
         unreadable: list[tuple[Mapping[Any, Any], dict[str, str]]] = []
-        for row in self.execute(conn, statement).mappings():
+        for row in self.execute(conn, self._fetch_statement, params).mappings():
             problems = _unreadable(row)
             if problems is None:
                 jobs.append(Job.from_row(dict(row)))
@@ -424,6 +408,29 @@ class SqlEngine(ClusterSql):
         if unreadable:
             self._discard_unreadable(conn, unreadable, now)
         return _sorted_fetch(jobs)
+
+    @cached_property
+    def _fetch_statement(self) -> sa.Update:
+        """The fetch, built once with bound parameters: building it and its cache
+        key anew cost about 0.2 ms a fetch, on the path of every job."""
+        candidates = (
+            sa.select(c.id)
+            .where(c.state == JobState.AVAILABLE, c.queue == sa.bindparam("b_queue"))
+            .order_by(c.priority, c.scheduled_at, c.id)
+            .limit(sa.bindparam("b_demand", type_=sa.Integer()))
+            .with_for_update(skip_locked=True)
+        )
+        return (
+            sa.update(oban_jobs)
+            .where(self._id_in_batch(candidates.scalar_subquery()))
+            .values(
+                state=JobState.EXECUTING,
+                attempt=c.attempt + 1,
+                attempted_at=sa.bindparam("b_now", type_=c.attempted_at.type),
+                attempted_by=sa.bindparam("b_by", type_=c.attempted_by.type),
+            )
+            .returning(*c)
+        )
 
     def _discard_unreadable(
         self,

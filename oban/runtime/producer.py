@@ -14,6 +14,7 @@ from datetime import datetime
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
+from sqlalchemy.engine import Connection
 
 from .. import telemetry
 from ..attempt import execute, runs_on_loop
@@ -161,13 +162,7 @@ class Producer:
         self._maybe_more = False
         # Shielded: claimed rows must reach the executor, never be dropped.
         with anyio.CancelScope(shield=True):
-            fetched = await self._database.run(
-                self._database.engine.fetch_jobs,
-                self.queue,
-                demand,
-                [self._config.node, self.uuid],
-                self._clock(),
-            )
+            fetched = await self._database.run(self._claim, demand)
         self._fetched_at = anyio.current_time()
         if telemetry.active:
             telemetry.emit(
@@ -180,6 +175,13 @@ class Producer:
             if self._drained.is_set():  # keep the event a waiter already holds
                 self._drained = anyio.Event()
             self._jobs.start_soon(self._execute, job)
+
+    def _claim(self, conn: Connection, demand: int) -> list[Job]:
+        """In the database thread: the fetch, stamped with the time it runs, not the
+        time it was asked for (a wait for a thread must not date an attempt before
+        its job was due)."""
+        by = [self._config.node, self.uuid]
+        return self._database.engine.fetch_jobs(conn, self.queue, demand, by, self._clock())
 
     async def _execute(self, job: Job) -> None:
         job_id = job.id or 0

@@ -399,7 +399,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\nrows: {sum(1 for c in cases if c.valid)} valid, {len(invalid)} invalid"
         + (f": {', '.join(invalid)}" if invalid else "")
     )
-    path = write_markdown(args, argv, info, versions, pg_version, sections, goals, started)
+    raw = [
+        {
+            "workload": c.workload,
+            "system": c.label,
+            "runs": [
+                dict(r, metrics={k: v for k, v in r["metrics"].items() if k != "windows"})
+                for r in c.runs
+            ],
+        }
+        for c in cases
+        if c.runs
+    ]
+    path = write_markdown(args, argv, info, versions, pg_version, sections, goals, started, raw)
     print(f"results written to {path}")
     return 0
 
@@ -438,6 +450,7 @@ def write_markdown(
     sections: list[str],
     goals: list[Any],
     started: dt.datetime,
+    raw: list[dict[str, Any]],
 ) -> Path:
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -479,16 +492,7 @@ def write_markdown(
         "<details><summary>raw results (JSON)</summary>",
         "",
         "```json",
-        json.dumps(
-            {
-                "args": {
-                    k: v
-                    for k, v in vars(args).items()
-                    if isinstance(v, (int, float, str, list, tuple))
-                }
-            },
-            default=str,
-        ),
+        json.dumps({"args": vars(args), "cases": raw}, default=str),
         "```",
         "</details>",
         "",

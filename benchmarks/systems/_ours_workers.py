@@ -25,12 +25,25 @@ starts: dict[int, float] = {}
 """W4/W7: job number (args["n"]) -> time.time() when process() began."""
 durations: list[float] = []
 """W7: how long each 1 ms job's body really took (anyio.sleep overshoots)."""
+target: int | None = None
+finished = threading.Event()
+"""Set when ``done`` reaches ``target``: the harness waits on it instead of polling,
+which would compete with the runtime for the GIL."""
+
+
+def expect(jobs: int) -> None:
+    global target
+    target = jobs
+    if done >= jobs:
+        finished.set()
 
 
 def _count() -> None:
     global done
     with _lock:
         done += 1
+        if target is not None and done >= target:
+            finished.set()
 
 
 @worker(queue=QUEUE)

@@ -32,7 +32,8 @@ class BenchStamp:
     n: int
 
 
-state: dict[str, Any] = {"done": 0, "starts": {}}
+state: dict[str, Any] = {"starts": {}}
+counter = _common.Countdown()
 
 
 async def stats(client: awa.AsyncClient) -> dict[str, int]:
@@ -65,12 +66,12 @@ async def w2(client: awa.AsyncClient, jobs: int) -> dict[str, Any]:
 def register(client: awa.AsyncClient) -> None:
     @client.task(BenchNoop, queue=_common.QUEUE)
     async def noop(job: Any) -> None:
-        state["done"] += 1
+        counter.hit()
 
     @client.task(BenchStamp, queue=_common.QUEUE)
     async def stamp(job: Any) -> None:
         state["starts"][int(job.args.n)] = time.time()
-        state["done"] += 1
+        counter.hit()
 
 
 async def settled(client: awa.AsyncClient) -> bool:
@@ -85,9 +86,10 @@ async def w3(client: awa.AsyncClient, jobs: int, limit: int) -> dict[str, Any]:
             [BenchNoop(n=n) for n in range(low, high)], queue=_common.QUEUE
         )
     register(client)
+    counter.arm(jobs)
     started = time.perf_counter()
     await client.start([(_common.QUEUE, limit)])
-    ok = await _common.wait_until_async(lambda: state["done"] >= jobs, 60 + jobs / 20)
+    ok = await counter.wait(60 + jobs / 20)
     deadline = time.monotonic() + 30
     while ok and not await settled(client) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
@@ -97,7 +99,7 @@ async def w3(client: awa.AsyncClient, jobs: int, limit: int) -> dict[str, Any]:
     clean = final["available"] + final["running"] + final["retryable"] + final["failed"] == 0
     return {
         "metrics": _common.rate(jobs, seconds),
-        "completed": state["done"] if clean else 0,
+        "completed": counter.done if clean else 0,
         "expected": jobs,
         "note": None if clean else f"queue_stats after the run: {final}",
     }

@@ -21,20 +21,21 @@ from psycopg_pool import AsyncConnectionPool
 from oban import Oban, worker
 from oban.schema import install
 
-state: dict[str, Any] = {"done": 0, "starts": {}}
+state: dict[str, Any] = {"starts": {}}
+counter = _common.Countdown()
 
 
 @worker(queue=_common.QUEUE)
 class Noop:
     async def process(self, job):
-        state["done"] += 1
+        counter.hit()
 
 
 @worker(queue=_common.QUEUE)
 class Stamp:
     async def process(self, job):
         state["starts"][int(job.args["n"])] = time.time()
-        state["done"] += 1
+        counter.hit()
 
 
 async def open_pool(url: str) -> AsyncConnectionPool:
@@ -74,9 +75,10 @@ async def w3(pool, jobs: int, limit: int) -> dict[str, Any]:
     client = Oban(pool=pool, name="insert")
     for low in range(0, jobs, 10_000):
         await client.enqueue_many([Noop.new({"n": n}) for n in range(low, min(low + 10_000, jobs))])
+    counter.arm(jobs)
     started = time.perf_counter()
     async with Oban(pool=pool, name="Oban", queues={_common.QUEUE: limit}):
-        ok = await _common.wait_until_async(lambda: state["done"] >= jobs, 60 + jobs / 50)
+        ok = await counter.wait(60 + jobs / 20)
         while ok and await count(pool, "state = 'completed'") < jobs:
             await asyncio.sleep(0.01)
         seconds = time.perf_counter() - started

@@ -22,7 +22,8 @@ import asyncpg
 from pgqueuer import AsyncpgDriver, Queries, QueueManager
 
 ENTRYPOINT = "bench"
-state: dict[str, Any] = {"done": 0, "starts": {}}
+state: dict[str, Any] = {"starts": {}}
+counter = _common.Countdown()
 
 
 async def scalar(conn, sql: str) -> int:
@@ -60,7 +61,7 @@ def manager(conn, stamp: bool, limit: int) -> QueueManager:
     async def handle(job) -> None:
         if stamp:
             state["starts"][int(job.payload.decode())] = time.time()
-        state["done"] += 1
+        counter.hit()
 
     return qm
 
@@ -72,9 +73,10 @@ async def w3(url: str, conn, jobs: int, limit: int) -> dict[str, Any]:
         await queries.enqueue([ENTRYPOINT] * (high - low), payloads(low, high), [0] * (high - low))
     worker_conn = await asyncpg.connect(url)
     qm = manager(worker_conn, stamp=False, limit=limit)
+    counter.arm(jobs)
     started = time.perf_counter()
     task = asyncio.create_task(qm.run(batch_size=limit // 2, max_concurrent_tasks=limit))
-    ok = await _common.wait_until_async(lambda: state["done"] >= jobs, 60 + jobs / 50)
+    ok = await counter.wait(60 + jobs / 20)
     while ok and await scalar(conn, "SELECT count(*) FROM pgqueuer") > 0:
         await asyncio.sleep(0.01)
     seconds = time.perf_counter() - started
@@ -85,7 +87,7 @@ async def w3(url: str, conn, jobs: int, limit: int) -> dict[str, Any]:
     left = await scalar(conn, "SELECT count(*) FROM pgqueuer")
     return {
         "metrics": _common.rate(jobs, seconds),
-        "completed": min(logged, state["done"]) if left == 0 else 0,
+        "completed": min(logged, counter.done) if left == 0 else 0,
         "expected": jobs,
     }
 

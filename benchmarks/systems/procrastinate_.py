@@ -20,7 +20,8 @@ import _common
 import psycopg
 from procrastinate import App, PsycopgConnector
 
-state: dict[str, Any] = {"done": 0, "starts": {}}
+state: dict[str, Any] = {"starts": {}}
+counter = _common.Countdown()
 
 
 def make_app(url: str) -> App:
@@ -28,12 +29,12 @@ def make_app(url: str) -> App:
 
     @app.task(queue=_common.QUEUE, name="noop")
     async def noop(n: int) -> None:
-        state["done"] += 1
+        counter.hit()
 
     @app.task(queue=_common.QUEUE, name="stamp")
     async def stamp(n: int) -> None:
         state["starts"][n] = time.time()
-        state["done"] += 1
+        counter.hit()
 
     return app
 

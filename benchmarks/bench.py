@@ -458,11 +458,15 @@ def write_markdown(
     path = out / f"{started:%Y-%m-%d}-{info['host']}-{sha}.md"
     if path.exists():
         path = out / f"{started:%Y-%m-%d-%H%M%S}-{info['host']}-{sha}.md"
-    command = "python benchmarks/bench.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    given = shlex.join(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("NOX_CURRENT_SESSION") == "bench":
+        command = f"nox -s bench -- {given}"
+    else:
+        command = f"python benchmarks/bench.py {given}"
     lines = [
         f"# Benchmark results, {started:%Y-%m-%d %H:%M}",
         "",
-        f"Command: `{command.strip()}` (`nox -s bench -- <args>` runs the same)",
+        f"Command: `{command.strip()}`",
         "",
         "| | |",
         "|---|---|",

@@ -45,6 +45,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Throughput figures; see benchmarks/README.md."""
+    """Ours against peers and a raw-SQL floor (benchmarks/bench.py); see benchmarks/README.md.
+
+    ``nox -s bench -- --workload W1,W3 --rounds 5 --peers pgqueuer`` passes its
+    arguments through. Each peer is installed in its own venv by bench.py.
+    """
     session.install("-e", ".[test]")
-    session.run("python", "benchmarks/throughput.py", *session.posargs)
+    session.run("python", "benchmarks/bench.py", *session.posargs)

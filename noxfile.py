@@ -19,7 +19,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def slow(session: nox.Session) -> None:
-    """The slow tests: node processes, SIGKILLs, outages, a PostgreSQL restart (tests/cluster).
+    """The slow tests: node processes, SIGKILLs, outages, a PostgreSQL restart
+    (tests/cluster), and the benchmark harness's smoke run (tests/test_bench_smoke.py).
 
     Run once, on one Python: they exercise processes and the database server,
     not the interpreter, and take minutes rather than seconds.

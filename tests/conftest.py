@@ -19,6 +19,16 @@ from oban import _registry
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/oban_test"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-minutes",
+        dest="chaos_minutes",
+        default=None,
+        help="run each chaos scenario (tests/chaos) for about this many minutes; "
+        "without it, their bounded form",
+    )
+
+
 @pytest.fixture(
     params=[
         pytest.param("asyncio", id="asyncio"),

@@ -41,6 +41,11 @@ def _as_utc(name: str, value: object) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+def _stored_utc(value: datetime) -> datetime:
+    """An insert's timestamp as aware UTC (an injected clock may give another zone)."""
+    return value if value.tzinfo is timezone.utc else cast("datetime", _as_utc("", value))
+
+
 def _seconds(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -269,6 +274,37 @@ class Job:
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a job from a stored row, trusting it (no validation)."""
         return cls(**{key: row[key] for key in _ROW_FIELDS if key in row}, _validate=False)
+
+    @classmethod
+    def from_insert(cls, values: Mapping[str, Any], job_id: int) -> Job:
+        """The job an insert just stored: ``values`` are the engine's insert
+        values of a job validated when it was built, ``job_id`` the new id.
+
+        Nothing to check (states are ``JobState``, args and meta already
+        round-tripped through JSON), so the fields are set directly: on a 10,000-job batch the
+        general constructor took a quarter of the whole enqueue.
+        """
+        job = cls.__new__(cls)
+        job.worker = values["worker"]
+        job.id = job_id
+        job.state = values["state"]
+        job.queue = values["queue"]
+        job.attempt = values["attempt"]
+        job.max_attempts = values["max_attempts"]
+        job.priority = values["priority"]
+        job.args = dict(values["args"])
+        job.meta = dict(values["meta"])
+        job.errors = list(values["errors"])
+        job.tags = list(values["tags"])
+        job.attempted_by = list(values["attempted_by"])
+        job.inserted_at = _stored_utc(values["inserted_at"])
+        job.scheduled_at = _stored_utc(values["scheduled_at"])
+        job.attempted_at = job.cancelled_at = job.completed_at = job.discarded_at = None
+        job.extra = {}
+        job.conflict = False
+        job.unique = job.replace = None
+        job._cancellation = job._delay = job._previewed_at = None
+        return job
 
     def update(self, changes: Mapping[str, Any]) -> Job:
         """Change some fields in place, validating the result; returns ``self``.

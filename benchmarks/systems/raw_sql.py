@@ -4,9 +4,10 @@ It measures what the database and the driver cost for the work ours does,
 so ours ÷ floor says how much the library adds. The schema is ours (made by
 ``oban.migrate`` before the clock starts); after that only psycopg runs:
 
-* W1: the one ``INSERT ... SELECT ... FROM jsonb_array_elements(%s)`` of
-  Basic's ``insert_jobs`` and its ``pg_notify``, one transaction;
-* W2: the same statements with one row, one transaction per job;
+* W1: Basic's path for a big batch: ids from the sequence, the rows by
+  ``COPY``, and its ``pg_notify``, one transaction;
+* W2: Basic's path for one job, the ``INSERT ... SELECT ... FROM
+  jsonb_array_elements(%s)`` and its ``pg_notify``, one transaction per job;
 * W3: a loop of Basic's fetch (``UPDATE ... WHERE id IN (SELECT ... LIMIT 20
   FOR UPDATE SKIP LOCKED) RETURNING ...``, its own transaction) and one
   batched ack of those 20 (``executemany`` of the completing ``UPDATE``);
@@ -91,6 +92,30 @@ def rows_json(numbers: range) -> str:
     )
 
 
+COPY = (
+    "COPY oban_jobs (id, state, queue, worker, attempt, max_attempts, priority, args, meta, "
+    "tags, errors, attempted_by, inserted_at, scheduled_at) FROM STDIN"
+)
+
+NEXT_IDS = "SELECT nextval('oban_jobs_id_seq'::regclass) FROM generate_series(1, %s)"
+
+
+def copy_insert(conn: psycopg.Connection[Any], numbers: range) -> None:
+    """One transaction: ids from the sequence, the rows by COPY, the notify (as Basic
+    sends a big batch), the COPY text written by the simplest code that makes it."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    with conn.transaction(), conn.cursor() as cursor:
+        ids = [row[0] for row in cursor.execute(NEXT_IDS, (len(numbers),)).fetchall()]
+        tail = f"\t{{}}\t{{}}\t[]\t{{}}\t{now}\t{now}\n"
+        head = f"\tavailable\t{_common.QUEUE}\tbench.Noop\t0\t20\t0\t"
+        data = "".join(
+            f'{job_id}{head}{{"n":{n}}}{tail}' for job_id, n in zip(ids, numbers, strict=True)
+        )
+        with cursor.copy(COPY) as copy:
+            copy.write(data)
+        cursor.execute(NOTIFY, (CHANNEL, [json.dumps({"queue": _common.QUEUE})]))
+
+
 def insert(conn: psycopg.Connection[Any], numbers: range) -> None:
     """One transaction: the insert statement and its notify (as Basic sends them)."""
     with conn.transaction():
@@ -119,7 +144,7 @@ def w1(url: str, jobs: int) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT 1")
         started = time.perf_counter()
-        insert(conn, range(jobs))
+        copy_insert(conn, range(jobs))
         seconds = time.perf_counter() - started
         stored = count(conn, "available")
     return {"metrics": _common.rate(jobs, seconds), "completed": stored, "expected": jobs}

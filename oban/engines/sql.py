@@ -244,7 +244,7 @@ class SqlEngine(ClusterSql):
         # decoding 10,000 rows of JSON and timestamps would double the cost.
         statement = sa.insert(oban_jobs).returning(c.id, sort_by_parameter_order=True)
         ids = self.execute(conn, statement, rows).scalars().all()
-        return [Job.from_row({**row, "id": job_id}) for row, job_id in zip(rows, ids, strict=True)]
+        return [Job.from_insert(row, job_id) for row, job_id in zip(rows, ids, strict=True)]
 
     # -- unique jobs ------------------------------------------------------------------
 

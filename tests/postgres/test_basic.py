@@ -12,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from oban import Capability, DatabaseError, Job, JobState, SchemaError
+from oban.engines import basic as basic_module
+from oban.engines import copy_rows
 from oban.engines.basic import Basic
 from oban.outcomes import Ack, error_entry
 from tests.postgres.support import table
@@ -65,13 +67,32 @@ def test_capabilities(basic: Basic) -> None:
     }
 
 
-def test_ten_thousand_jobs_go_in_one_insert_statement(basic: Basic, statements: Statements) -> None:
+def test_a_batch_below_the_copy_threshold_goes_in_one_insert_statement(
+    basic: Basic, statements: Statements
+) -> None:
+    jobs = [Job("app.Bulk", args={"n": n}) for n in range(copy_rows.COPY_THRESHOLD - 1)]
+    with basic.transaction() as conn:
+        inserted = basic.insert_jobs(conn, jobs, NOW)
+    assert len(statements.starting("INSERT")) == 1
+    assert [job.args["n"] for job in inserted] == list(range(len(jobs)))
+
+
+def test_ten_thousand_jobs_go_in_one_copy(
+    basic: Basic, statements: Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies: list[int] = []
+
+    def counted(conn: Any, schema: Any, sequence: Any, rows: Any, *args: Any, **kw: Any) -> Any:
+        copies.append(len(rows))
+        return copy_rows.copy_rows(conn, schema, sequence, rows, *args, **kw)
+
+    monkeypatch.setattr(basic_module, "copy_rows", counted)
     jobs = [Job("app.Bulk", args={"n": n}, queue=f"q{n % 3}") for n in range(10_000)]
     with basic.transaction() as conn:
         inserted = basic.insert_jobs(conn, jobs, NOW)
 
-    inserts = statements.starting("INSERT")
-    assert len(inserts) == 1
+    assert copies == [10_000]
+    assert statements.starting("INSERT") == []
     # ... and one pg_notify for the three queues, in the same transaction.
     notifies = [text for text, _ in statements.starting("SELECT") if "pg_notify" in text]
     assert len(notifies) == 1

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from oban import Job, JobState, Oban
+from oban.engines import copy_rows
 from tests.postgres.support import table, wait_async_for
 from tests.postgres.workers import SEEN, AsyncNote, Note
 
@@ -52,7 +53,10 @@ async def _stored(bind: AsyncEngine, prefix: str, job_id: int | None) -> int:
 
 async def _enqueue(instance: Oban, conn: AsyncSession | AsyncConnection, many: bool) -> list[Job]:
     if many:
+        # Big enough for Basic's COPY path, which a user's async connection
+        # cannot take: the batch must go in by INSERT in the same transaction.
         jobs = [Note.new({"n": 1}), AsyncNote.new({"n": 2})]
+        jobs += [AsyncNote.new({"n": n}) for n in range(3, 3 + copy_rows.COPY_THRESHOLD)]
         return await instance.enqueue_many_async(jobs, conn=conn)
     return [await instance.enqueue_async(AsyncNote.new({"n": 0}), conn=conn)]
 

@@ -114,6 +114,8 @@ def _text(value: str) -> str:
 
 def _json(value: Any) -> str:
     # orjson escapes every control character, so only backslashes remain.
+    if not value:
+        return "{}" if isinstance(value, dict) else "[]"
     return orjson.dumps(value).decode().replace("\\", "\\\\")
 
 
@@ -123,6 +125,8 @@ def _array_element(value: str) -> str:
 
 def _array(values: Sequence[str]) -> str:
     """A PostgreSQL array literal (``{"a","b"}``), escaped for COPY."""
+    if not values:
+        return "{}"
     return _text("{" + ",".join(_array_element(value) for value in values) + "}")
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from oban import Oban
 from tests.chaos.support import Tally, tally
@@ -157,10 +159,24 @@ class Watch:
         return None
 
 
+@contextmanager
+def connect(database: SqlDatabase) -> Iterator[sa.Connection]:
+    """A connection of the test's own, outside any pool: a pooled one would not
+    survive the server's restart."""
+    engine = sa.create_engine(
+        database.bind.url, poolclass=NullPool, connect_args={"application_name": "chaos-test"}
+    )
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def unfinished(database: SqlDatabase) -> int:
     """Jobs that may still start (any state but the final ones): the drain's end,
     never what is asserted (that comes from the log)."""
-    with database.bind.connect() as conn:
+    with connect(database) as conn:
         return int(
             conn.execute(
                 sa.text(
@@ -196,7 +212,7 @@ def wait_drained(
 def states_of(database: SqlDatabase, job_ids: Iterable[int]) -> list[tuple[Any, ...]]:
     """(id, state, attempt, attempted_by) of ``job_ids``: what a failure message shows."""
     ids = list(job_ids)[:20]
-    with database.bind.connect() as conn:
+    with connect(database) as conn:
         rows = conn.execute(
             sa.text(
                 f"SELECT id, state, attempt, attempted_by FROM {database.jobs_table} "

@@ -249,7 +249,7 @@ def verdict(
     }
     assert not wrong, (
         f"{scenario}: jobs started again though their first start's process was not "
-        f"killed (or more than twice), job id -> pids of its starts: {dict(list(wrong.items())[:20])}"
+        f"killed (or more than twice), job id -> pids of its starts: {sorted(wrong.items())[:20]}"
     )
     return result
 

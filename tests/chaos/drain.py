@@ -41,6 +41,10 @@ APP_LIKE = f"%{APP_PREFIX}%"
 """The ``application_like`` filter of :meth:`PrivateServer.terminate` that
 matches every connection of the nodes and none of the test's own."""
 INSERT_BATCH = 5_000
+BOUNDED_JOBS = 2_000
+"""Jobs of a bounded drain under faults (the long form drains 20,000)."""
+BOUNDED_SECONDS = 7.0
+"""About how long a bounded drain under faults lasts (the jobs are paced to it)."""
 
 
 def node_name(index: int) -> str:

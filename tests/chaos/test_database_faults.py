@@ -14,7 +14,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.chaos.drain import APP_PREFIX, Watch, finish, insert, start_nodes, wait_progress
+from tests.chaos.drain import (
+    APP_PREFIX,
+    BOUNDED_JOBS,
+    BOUNDED_SECONDS,
+    Watch,
+    finish,
+    insert,
+    start_nodes,
+    wait_progress,
+)
 from tests.chaos.server import PrivateServer
 from tests.chaos.support import report
 from tests.cluster.support import Cluster
@@ -39,8 +48,8 @@ def test_terminated_connections_lose_no_job(
     chaos_minutes: float | None,
     tmp_path: Path,
 ) -> None:
-    jobs = 20_000 if chaos_minutes is not None else 3_000
-    duration = 60 * chaos_minutes if chaos_minutes is not None else 10.0
+    jobs = 20_000 if chaos_minutes is not None else BOUNDED_JOBS
+    duration = 60 * chaos_minutes if chaos_minutes is not None else BOUNDED_SECONDS
     every = 0.5
     seconds = duration * NODES * LIMIT / jobs
     log = tmp_path / "starts.log"
@@ -89,8 +98,8 @@ def test_a_restarted_server_loses_no_job_and_every_node_resumes(
     chaos_minutes: float | None,
     tmp_path: Path,
 ) -> None:
-    jobs = 20_000 if chaos_minutes is not None else 3_000
-    duration = 60 * chaos_minutes if chaos_minutes is not None else 10.0
+    jobs = 20_000 if chaos_minutes is not None else BOUNDED_JOBS
+    duration = 60 * chaos_minutes if chaos_minutes is not None else BOUNDED_SECONDS
     restarts = max(2, int(duration // 20))
     seconds = duration * NODES * LIMIT / jobs
     log = tmp_path / "starts.log"

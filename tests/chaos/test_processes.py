@@ -13,7 +13,16 @@ import random
 import time
 from pathlib import Path
 
-from tests.chaos.drain import Watch, finish, insert, spawn, start_nodes, wait_progress
+from tests.chaos.drain import (
+    BOUNDED_JOBS,
+    BOUNDED_SECONDS,
+    Watch,
+    finish,
+    insert,
+    spawn,
+    start_nodes,
+    wait_progress,
+)
 from tests.chaos.support import report
 from tests.cluster.support import Cluster
 from tests.cluster.workers import read_log
@@ -28,8 +37,8 @@ def test_nodes_killed_at_random_lose_no_job_and_rerun_only_their_orphans(
     chaos_database: SqlDatabase, chaos_minutes: float | None, tmp_path: Path
 ) -> None:
     long_form = chaos_minutes is not None
-    jobs = 20_000 if long_form else 3_000
-    duration = 60 * chaos_minutes if chaos_minutes is not None else 10.0
+    jobs = 20_000 if long_form else BOUNDED_JOBS
+    duration = 60 * chaos_minutes if chaos_minutes is not None else BOUNDED_SECONDS
     kill_every = 3.0 if long_form else 2.0
     # Each job works long enough that the drain lasts about `duration`.
     seconds = duration * NODES * LIMIT / jobs

@@ -37,9 +37,6 @@ QUEUE = "q"
 APP_PREFIX = "chaos-node-"
 """Every node's name starts so; its connections' application names contain it
 (pooled: the name itself, the notifier's: ``oban_notifier:<name>``)."""
-APP_LIKE = f"%{APP_PREFIX}%"
-"""The ``application_like`` filter of :meth:`PrivateServer.terminate` that
-matches every connection of the nodes and none of the test's own."""
 INSERT_BATCH = 5_000
 BOUNDED_JOBS = 2_000
 """Jobs of a bounded drain under faults (the long form drains 20,000)."""
@@ -251,6 +248,9 @@ def verdict(
         for job_id, count in result.twice.items()
         if count > 2 or pids[job_id][0] not in killed
     }
+    if pids:
+        # Each repeat by its job id, with the pids of its starts (the first one killed).
+        print(f"{scenario}: started twice, job id -> pids: {sorted(pids.items())}")
     assert not wrong, (
         f"{scenario}: jobs started again though their first start's process was not "
         f"killed (or more than twice), job id -> pids of its starts: {sorted(wrong.items())[:20]}"

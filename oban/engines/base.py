@@ -302,6 +302,13 @@ class Engine(Protocol):
         jobs it runs, for cancels it was not told of (other processes, lost notices)."""
         ...
 
+    def claimed_jobs(self, conn: Connection, queue: str, producer: str) -> list[tuple[int, int]]:
+        """``(id, attempt)`` of every job of ``queue`` executing for ``producer``
+        (the uuid in ``attempted_by``): what a producer compares with what it
+        runs after a fetch failed, since the server may have committed a fetch
+        whose reply was lost."""
+        ...
+
     def close(self) -> None:
         """Release pools or other resources the engine owns."""
         ...

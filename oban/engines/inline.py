@@ -122,5 +122,8 @@ class Inline:
     def cancelled_ids(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
         return []
 
+    def claimed_jobs(self, conn: Connection, queue: str, producer: str) -> list[tuple[int, int]]:
+        return []
+
     def close(self) -> None:
         return None

@@ -77,8 +77,10 @@ class Listener:
         import psycopg
         from psycopg import sql
 
-        params = {**_LIVENESS, **self._connect_params}
-        conn = psycopg.connect(**params, autocommit=True, application_name=self.application_name)
+        # The listener's own name wins over one in the URL (``?application_name=``,
+        # which names the pool's connections): passing both made connect() fail.
+        params = {**_LIVENESS, **self._connect_params, "application_name": self.application_name}
+        conn = psycopg.connect(**params, autocommit=True)
         try:
             for channel in self.channels:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

@@ -617,6 +617,13 @@ class SqlEngine(ClusterSql):
         statement = sa.delete(oban_jobs).where(*self._where(where), c.state.in_(states))
         return Changed(count=self.execute(conn, statement).rowcount)
 
+    def claimed_jobs(self, conn: Connection, queue: str, producer: str) -> list[tuple[int, int]]:
+        statement = sa.select(c.id, c.attempt).where(
+            c.state == JobState.EXECUTING, c.queue == queue, self._attempted_by(1) == producer
+        )
+        rows = self.execute(conn, statement).mappings()
+        return [(int(row["id"]), int(row["attempt"])) for row in rows]
+
     def cancelled_ids(self, conn: Connection, job_ids: Sequence[int]) -> list[int]:
         if not job_ids:
             return []

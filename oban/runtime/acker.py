@@ -28,6 +28,7 @@ class Acker:
         self._database = database
         self._config = config
         self._pending: list[Ack] = []
+        self._writing: list[Ack] = []
         self._idle = anyio.Event()
         self._idle.set()
         self.loop = Loop(
@@ -43,6 +44,10 @@ class Acker:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self.loop.wake()
 
+    def held(self) -> set[int]:
+        """Ids of the jobs whose ack is not written yet (waiting or being written)."""
+        return {ack.job_id for ack in (*self._pending, *self._writing)}
+
     async def run(self) -> None:
         await self.loop.run()
 
@@ -52,12 +57,15 @@ class Acker:
         batch, self._pending = self._pending, []
         if batch:
             started = time.perf_counter()
+            self._writing = batch
             try:
                 with anyio.CancelScope(shield=True):
                     await self._database.run(self._database.engine.ack_jobs, batch)
             except Exception:
                 self._pending = batch + self._pending  # kept, and retried after the pause
                 raise
+            finally:
+                self._writing = []
             if telemetry.active:
                 duration = time.perf_counter() - started
                 telemetry.emit("ack.write", {"count": len(batch), "duration": duration})

@@ -2,13 +2,17 @@
 
 It fetches when woken (a local insert, the stager, a NOTIFY, a finished job
 when the last fetch was full) or at its poll interval. The fetch is shielded
-from cancellation: rows that were claimed always reach the executor.
+from cancellation: rows that were claimed always reach the executor. A fetch
+that failed may still have been committed by the server (the connection cut
+after the commit, before its reply): before fetching again the producer puts
+back any row executing for it that it does not hold (:meth:`Producer._reconcile`),
+since its heartbeat keeps the lifeline from ever rescuing those.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 import anyio
@@ -34,6 +38,7 @@ class Producer:
 
     Args:
         put_ack: hands each finished attempt to the acker.
+        held_acks: ids of the jobs whose ack the acker has not written yet.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class Producer:
         config: RuntimeConfig,
         clock: Clock,
         put_ack: Callable[[Ack], None],
+        held_acks: Callable[[], Collection[int]],
     ) -> None:
         self.queue = queue
         self.limit = limit
@@ -55,6 +61,9 @@ class Producer:
         self._config = config
         self._clock = clock
         self._put_ack = put_ack
+        self._held_acks = held_acks
+        self._unsure = False
+        """A fetch failed: rows may be executing for this producer that it never got."""
         self.running: dict[int, Job] = {}
         self.scopes: dict[int, anyio.CancelScope] = {}
         self.killed: set[int] = set()
@@ -146,6 +155,8 @@ class Producer:
             await self.loop.run()
 
     async def _fetch(self) -> None:
+        if self._unsure and not self.loop.stopped:
+            await self._reconcile()
         demand = self.limit - len(self.running)
         if self.loop.stopped or self.paused or demand <= 0 or self._jobs is None:
             return
@@ -162,7 +173,11 @@ class Producer:
         self._maybe_more = False
         # Shielded: claimed rows must reach the executor, never be dropped.
         with anyio.CancelScope(shield=True):
-            fetched = await self._database.run(self._claim, demand)
+            try:
+                fetched = await self._database.run(self._claim, demand)
+            except Exception:
+                self._unsure = True  # committed or not: _reconcile finds out
+                raise
         self._fetched_at = anyio.current_time()
         if telemetry.active:
             telemetry.emit(
@@ -175,6 +190,27 @@ class Producer:
             if self._drained.is_set():  # keep the event a waiter already holds
                 self._drained = anyio.Event()
             self._jobs.start_soon(self._execute, job)
+
+    async def _reconcile(self) -> None:
+        """Put back the jobs a failed fetch claimed on the server but never delivered.
+
+        Runs in the fetch loop, so no fetch of this producer is under way:
+        a row executing for it is running here, or finished with its ack not
+        written yet, or was claimed by a fetch whose reply never came, and so
+        never started. Those last go back to available through the acker,
+        their attempt not counted; an ack applies only while that attempt
+        still executes, so none can undo a newer one.
+        """
+        held = set(self.running) | set(self._held_acks())
+        engine = self._database.engine
+        claimed = await self._database.run(engine.claimed_jobs, self.queue, self.uuid)
+        self._unsure = False
+        now = self._clock()
+        message = "claimed by a fetch whose reply was lost (connection cut); it never started"
+        for job_id, attempt in claimed:
+            if job_id not in held:
+                entry = error_entry(attempt, now, message)
+                self._put_ack(Ack(job_id, attempt, JobState.AVAILABLE, now, error=entry))
 
     def _claim(self, conn: Connection, demand: int) -> list[Job]:
         """In the database thread: the fetch, stamped with the time it runs, not the

@@ -147,6 +147,7 @@ class Runtime:
             config=self.config,
             clock=self.clock,
             put_ack=self.acker.put,
+            held_acks=self.acker.held,
         )
 
     @property

@@ -146,14 +146,23 @@ class Cluster:
         cron: list[tuple[str, dict[str, Any]]] | None = None,
         clock: dict[str, Any] | None = None,
         lifetime: float = 150,
+        application_name: str | None = None,
         **options: Any,
     ) -> Node:
-        """Start node ``name`` with :data:`FAST` options overridden by ``options``."""
+        """Start node ``name`` with :data:`FAST` options overridden by ``options``.
+
+        ``application_name`` names the node's pooled connections in
+        ``pg_stat_activity`` (through its URL), so a test can terminate them
+        without touching its own; the notifier's is ``oban_notifier:<name>``.
+        """
         ready = self.path(f"{name}.ready")
         stderr = self.path(f"{name}.stderr")
         sample_path = self.path(f"{name}.samples") if samples else None
+        url = sa.make_url(self.url)
+        if application_name is not None:
+            url = url.update_query_dict({"application_name": application_name})
         spec = {
-            "url": self.url,
+            "url": url.render_as_string(hide_password=False),
             "prefix": self.database.prefix,
             "node": name,
             "queues": queues or {},

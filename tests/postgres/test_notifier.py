@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from oban import Oban
 from oban.engines.signals import channel_name, decode, encode
+from tests.conftest import oban_factory
 from tests.introspection import notifier_of
 from tests.postgres.support import wait_async
 from tests.postgres.workers import SEEN, AsyncNote, Note
@@ -127,3 +128,19 @@ async def test_a_notice_on_our_channel_that_is_not_json_is_ignored(
         job = await inserting_node.enqueue_async(Note.new({"still": "listening"}))
         await wait_async(lambda: SEEN.has(job.id))
         assert notifier.connections == 1
+
+
+async def test_a_url_naming_the_application_still_listens_under_the_notifiers_name(
+    postgres_url: str, pg_prefix: str, pg_bind: sa.Engine
+) -> None:
+    # ``?application_name=`` names the pool's connections; the listener's
+    # connection once failed on it (two values for one keyword) and never listened.
+    node = f"a-{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_url}?application_name=app-{node}"
+    with oban_factory(url, prefix=pg_prefix) as make:
+        worker_node = make(queues={"default": 2}, node=node, **SLOW_POLL)
+        async with worker_node:
+            notifier = notifier_of(worker_node)
+            await wait_async(lambda: _listener_pid(pg_bind, notifier.application_name) is not None)
+            job = await make(name="inserting-node").enqueue_async(Note.new({"n": 1}))
+            await wait_async(lambda: SEEN.has(job.id))

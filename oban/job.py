@@ -17,7 +17,7 @@ from typing import Any, cast
 import orjson
 
 from .errors import JobValidationError
-from .states import TIMESTAMP_FIELDS, UPDATABLE_FIELDS, JobState
+from .states import TIMESTAMP_FIELDS, UPDATABLE_FIELDS, JobState, storable_text
 from .unique import ReplaceSpec, UniqueSpec, parse_replace, parse_unique
 
 __all__ = ["TIMESTAMP_FIELDS", "UPDATABLE_FIELDS", "Job", "JobState", "utc_now"]
@@ -38,7 +38,12 @@ def _as_utc(name: str, value: object) -> datetime | None:
     # Naive timestamps are UTC: that is how the database stores them.
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise JobValidationError(
+            f"{name} {value.isoformat()} is outside the years 1-9999 once in UTC"
+        ) from None
 
 
 def _stored_utc(value: datetime) -> datetime:
@@ -71,6 +76,10 @@ def _after(start: datetime, delay: timedelta) -> datetime:
             f"schedule_in of {delay} from {start.isoformat()} is past the year 9999"
         ) from None
 
+
+MAX_ATTEMPTS = 32_767
+"""The most ``max_attempts`` (and ``attempt``) can be: the columns are SMALLINT on
+PostgreSQL, as in Elixir Oban; larger values would fail inside the insert."""
 
 JSON_TYPES = (
     "str keys; str, int, float (finite), bool, None, list, tuple and dict values; "
@@ -149,7 +158,7 @@ def _normalise_tags(tags: object) -> list[str]:
             f"tags must be a list of strings, got {type(tags).__name__}: {tags!r}"
         )
     cleaned = {str(tag).strip().lower() for tag in tags if tag is not None}
-    return sorted(tag for tag in cleaned if tag)
+    return sorted(storable_text("tags", tag) for tag in cleaned if tag)
 
 
 class Job:
@@ -360,21 +369,25 @@ class Job:
             raise JobValidationError("worker must be a non-blank string")
         if not isinstance(self.queue, str) or not self.queue.strip():
             raise JobValidationError("queue must be a non-blank string")
+        storable_text("worker", self.worker)
+        storable_text("queue", self.queue)
         try:
             self.state = JobState(self.state)
         except ValueError:
             states = ", ".join(state.value for state in JobState)
             raise JobValidationError(f"state must be one of {states}; got {self.state!r}") from None
-        if _check_int("max_attempts", self.max_attempts) <= 0:
+        if not 0 < _check_int("max_attempts", self.max_attempts) <= MAX_ATTEMPTS:
             raise JobValidationError(
-                f"max_attempts must be greater than 0, got {self.max_attempts}"
+                f"max_attempts must be from 1 to {MAX_ATTEMPTS}, got {self.max_attempts}"
             )
         if not 0 <= _check_int("priority", self.priority) <= 9:
             raise JobValidationError(
                 f"priority must be between 0 (first) and 9 (last), got {self.priority}"
             )
-        if _check_int("attempt", self.attempt) < 0:
-            raise JobValidationError(f"attempt must not be negative, got {self.attempt}")
+        if not 0 <= _check_int("attempt", self.attempt) <= MAX_ATTEMPTS:
+            raise JobValidationError(
+                f"attempt must be from 0 to {MAX_ATTEMPTS}, got {self.attempt}"
+            )
         self.args = _check_json("args", self.args)
         self.meta = _check_json("meta", self.meta)
         self.tags = _normalise_tags(self.tags)

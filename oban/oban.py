@@ -49,7 +49,7 @@ from .config import (
 )
 from .cron import CronEntry, check_cron, check_timezone, cron_entries_of_workers
 from .engines import create_bind, engine_for
-from .engines.base import Capability, Changed, ClusterEngine, Engine, JobFilter
+from .engines.base import Capability, Changed, ClusterEngine, Engine, JobFilter, check_job_id
 from .engines.inline import Inline
 from .engines.signals import QueueSignal, queue_signal
 from .engines.stats import queue_stats
@@ -278,7 +278,8 @@ class Oban:
         if isinstance(bind, (str, sa.URL)):
             try:
                 return create_bind(bind)
-            except (sa.exc.ArgumentError, ImportError) as exc:
+            except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+                # ValueError: SQLAlchemy's parser on a port that is not a number.
                 raise ConfigError(f"cannot use database URL {str(bind)!r}: {exc}") from exc
         raise ConfigError(
             f"bind must be a SQLAlchemy Engine or a URL string, got {type(bind).__name__}"
@@ -364,11 +365,12 @@ class Oban:
 
     def get_job(self, job_id: int, *, conn: SyncConn | None = None) -> Job | None:
         """The job with ``job_id``, or None if there is none."""
-        return self._database.call(conn, self.engine.get_job, job_id)
+        return self._database.call(conn, self.engine.get_job, check_job_id(job_id))
 
     async def get_job_async(self, job_id: int, *, conn: AnyConn | None = None) -> Job | None:
         """Async twin of :meth:`get_job`."""
-        return await self._database.call_async(conn, self.engine.get_job, job_id)
+        checked = check_job_id(job_id)
+        return await self._database.call_async(conn, self.engine.get_job, checked)
 
     # -- lifecycle: sync --------------------------------------------------------------
 
@@ -567,11 +569,7 @@ class Oban:
 
     @staticmethod
     def _one(job_id: object) -> JobFilter:
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise JobValidationError(
-                f"job id must be an int, got {type(job_id).__name__}: {job_id!r}"
-            )
-        return JobFilter(ids=(job_id,))
+        return JobFilter(ids=(check_job_id(job_id),))
 
     def _changed(self, changed: Changed, conn: object) -> int:
         """Tell this node's runtime what a management call did; return the count."""
@@ -731,7 +729,7 @@ class Oban:
             raise JobValidationError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
         if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
             raise JobValidationError(f"before must be a job id (int) or None, got {before!r}")
-        return limit, before
+        return limit, None if before is None else check_job_id(before, "before (a job id)")
 
     def list_jobs(
         self,

@@ -9,7 +9,29 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TIMESTAMP_FIELDS", "UPDATABLE_FIELDS", "JobState"]
+from .errors import JobValidationError
+
+__all__ = ["TIMESTAMP_FIELDS", "UPDATABLE_FIELDS", "JobState", "storable_text"]
+
+
+def storable_text(name: str, value: str) -> str:
+    """``value``, if every engine stores it as given; else a JobValidationError naming ``name``.
+
+    A lone surrogate (``"\\ud800"``) has no UTF-8 form, so the driver would fail
+    with a UnicodeEncodeError deep inside the insert; PostgreSQL refuses NUL in
+    text, which SQLite would keep: refused here, the same on every engine.
+    """
+    if "\x00" in value:
+        raise JobValidationError(
+            f"{name} must not contain NUL characters (PostgreSQL cannot store them), got {value!r}"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobValidationError(
+            f"{name} must be text with a UTF-8 form (no lone surrogates), got {value!r}"
+        ) from None
+    return value
 
 
 class JobState(str, enum.Enum):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import JobValidationError
-from .states import UPDATABLE_FIELDS, JobState
+from .states import UPDATABLE_FIELDS, JobState, storable_text
 
 if TYPE_CHECKING:
     from .job import Job
@@ -150,7 +150,7 @@ def _keys(value: object) -> tuple[str, ...]:
         raise JobValidationError(
             f"unique keys must be non-empty strings (keys of args/meta), got {bad[0]!r}"
         )
-    return tuple(sorted({str(key) for key in given}))
+    return tuple(sorted({storable_text("unique keys", str(key)) for key in given}))
 
 
 def _states(value: object) -> tuple[JobState, ...]:

@@ -34,6 +34,7 @@ __all__ = [
     "Lease",
     "QueueState",
     "Rescued",
+    "check_job_id",
 ]
 
 
@@ -110,9 +111,12 @@ def _queue(value: object) -> str:
     return value
 
 
-def _job_id(value: object) -> int:
+def check_job_id(value: object, what: str = "job id") -> int:
+    """A job id as the database can hold it: an int of 64 bits (a BIGINT)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise JobValidationError(f"job ids must be ints, got {type(value).__name__}: {value!r}")
+        raise JobValidationError(f"{what} must be an int, got {type(value).__name__}: {value!r}")
+    if not -(2**63) <= value < 2**63:
+        raise JobValidationError(f"{what} must fit in 64 bits (no job has it), got {value!r}")
     return value
 
 
@@ -156,7 +160,9 @@ class JobFilter:
             states=None
             if state is None
             else tuple(dict.fromkeys(_state(s) for s in _one_or_many(state))),
-            ids=None if ids is None else tuple(dict.fromkeys(_job_id(i) for i in ids)),
+            ids=None
+            if ids is None
+            else tuple(dict.fromkeys(check_job_id(i, "each of ids") for i in ids)),
         )
 
     @property

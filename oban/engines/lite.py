@@ -74,6 +74,8 @@ class Lite(SqlEngine):
                 "SQLite database is private to one connection. For tests without a "
                 "database use Oban(..., testing='inline')"
             )
+        if "\x00" in database:
+            raise ConfigError(f"the SQLite file name {database!r} contains a NUL character")
         if prefix:
             raise ConfigError("prefix is a PostgreSQL schema; SQLite has none, leave it unset")
         super().__init__(bind, prefix=None, owns_bind=owns_bind)

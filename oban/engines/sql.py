@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,9 +52,45 @@ def translate_errors() -> Iterator[None]:
                 "revision has not run): run `oban.migrate()` (or `oban migrate`, or `alembic "
                 f"upgrade oban@head`) against this database first ({exc.orig})"
             ) from exc
-        raise DatabaseError(f"database error: {exc.orig}") from exc
+        hint = _sqlite_hint(exc.orig)
+        raise DatabaseError(f"database error: {exc.orig}{hint}") from exc
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise DatabaseError(f"database error: {exc}") from exc
+
+
+_SQLITE_HINTS = {
+    "database or disk is full": (
+        "the disk holding the SQLite file, or the connection's max_page_count, has no "
+        "room left: free space, then retry the operation"
+    ),
+    "attempt to write a readonly database": (
+        "this process may not write the SQLite file: give it write access to the file, "
+        "its directory and its -wal/-shm files, and open it read-write (not mode=ro or "
+        "PRAGMA query_only), then retry the operation"
+    ),
+    "unable to open database file": (
+        "SQLite cannot open the file or its -wal/-shm files: check that the directory "
+        "exists and that this process may read and write it"
+    ),
+    "database is locked": (
+        "another connection held SQLite's write lock past the busy timeout: retry, and "
+        "keep other writers' transactions short"
+    ),
+}
+"""What to do about SQLite's refusals, by the start of SQLite's own message (the
+same on every Python; ``sqlite_errorcode`` is 3.11+), which says what happened,
+not what to do about it."""
+
+
+def _sqlite_hint(error: BaseException | None) -> str:
+    """``"; <what to do>"`` for a SQLite error whose remedy is known; else ``""``."""
+    if not isinstance(error, sqlite3.Error):
+        return ""
+    text = str(error)
+    for start, hint in _SQLITE_HINTS.items():
+        if text.startswith(start):
+            return f"; {hint}"
+    return ""
 
 
 _REPLACE_ATTEMPTS = 5

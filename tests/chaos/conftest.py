@@ -73,3 +73,20 @@ def chaos_database(
         bind.dispose()
         with chaos_server.admin() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def chaos_lite_database(sqlite_url: str) -> Iterator[SqlDatabase]:
+    """A fresh migrated SQLite file, shaped like the ``database`` fixture's Lite param
+    (so ``tests.cluster.support.Cluster`` spawns nodes on it).
+
+    The SQLite scenarios need no server: their faults (another writer's lock, a
+    full disk, a read-only connection) are the file's own.
+    """
+    # The timeout waits out the nodes' write lock instead of failing the test's reads.
+    bind = sa.create_engine(sqlite_url, connect_args={"timeout": 30})
+    try:
+        with oban_factory(sqlite_url) as make:
+            yield SqlDatabase("lite", None, bind, "oban_jobs", make)
+    finally:
+        bind.dispose()

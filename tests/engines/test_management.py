@@ -427,8 +427,9 @@ async def test_inline_async_twins_have_nothing_to_manage() -> None:
     [
         ({"state": "finished"}, "state filter must be one of"),
         ({"state": ["available", "nope"]}, "'nope'"),
-        ({"ids": [1, "2"]}, "job ids must be ints"),
-        ({"ids": [True]}, "job ids must be ints"),
+        ({"ids": [1, "2"]}, "each of ids must be an int"),
+        ({"ids": [True]}, "each of ids must be an int"),
+        ({"ids": [2**64]}, "each of ids must fit in 64 bits"),
         ({"ids": 5}, "ids must be a list"),
         ({"ids": "12"}, "ids must be a list"),
         ({"queue": ""}, "queue filter"),

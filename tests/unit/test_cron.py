@@ -490,7 +490,7 @@ def test_an_entry_with_an_unknown_option(cron_workers: ModuleType, option: str) 
         ({"queue": " "}, "queue must be a non-blank string"),
         ({"args": [1, 2]}, "args must be a dict"),
         ({"args": {"when": object()}}, "args must be JSON-encodable"),
-        ({"max_attempts": 0}, "max_attempts must be greater than 0"),
+        ({"max_attempts": 0}, "max_attempts must be from 1 to 32767"),
         ({"meta": ["x"]}, "meta must be a dict"),
         ({"tags": "email"}, "tags must be a list of strings"),
         ({"tags": {"email"}}, "lists, not sets"),

@@ -79,9 +79,9 @@ def test_blank_worker(worker: Any) -> None:
         Job(worker)
 
 
-@pytest.mark.parametrize("max_attempts", [0, -1])
-def test_max_attempts_must_be_positive(max_attempts: int) -> None:
-    with pytest.raises(JobValidationError, match="max_attempts must be greater than 0"):
+@pytest.mark.parametrize("max_attempts", [0, -1, 32_768, 2**70])
+def test_max_attempts_must_fit_a_smallint_and_be_positive(max_attempts: int) -> None:
+    with pytest.raises(JobValidationError, match="max_attempts must be from 1 to 32767"):
         make(max_attempts=max_attempts)
 
 
@@ -108,9 +108,30 @@ def test_priority_bounds_are_inclusive(priority: int) -> None:
     assert make(priority=priority).priority == priority
 
 
-def test_negative_attempt() -> None:
-    with pytest.raises(JobValidationError, match="attempt must not be negative"):
-        make(attempt=-1)
+@pytest.mark.parametrize("attempt", [-1, 2**70])
+def test_attempt_out_of_range(attempt: int) -> None:
+    with pytest.raises(JobValidationError, match="attempt must be from 0 to 32767"):
+        make(attempt=attempt)
+
+
+@pytest.mark.parametrize("field", ["worker", "queue"])
+@pytest.mark.parametrize("value", ["\ud800", "a\x00b"])
+def test_names_every_engine_cannot_store(field: str, value: str) -> None:
+    fields: dict[str, Any] = {"worker": "app.jobs.Mailer", field: value}
+    with pytest.raises(JobValidationError, match=f"{field} must"):
+        Job(**fields)
+
+
+@pytest.mark.parametrize("tag", ["\udfff", "x\x00"])
+def test_tags_every_engine_cannot_store(tag: str) -> None:
+    with pytest.raises(JobValidationError, match="tags must"):
+        make(tags=[tag])
+
+
+def test_an_aware_scheduled_at_past_the_years_in_utc() -> None:
+    far = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+    with pytest.raises(JobValidationError, match="outside the years 1-9999 once in UTC"):
+        make(scheduled_at=far)
 
 
 @pytest.mark.parametrize("field", ["args", "meta"])

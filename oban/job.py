@@ -106,6 +106,25 @@ def _non_finite(value: object, path: str) -> tuple[str, float] | None:
     return None
 
 
+def _nul(value: object, path: str) -> str | None:
+    """Where a string (or a key) with a NUL character is inside ``value``; else None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path} key {key!r}"
+            found = _nul(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _check_json(name: str, value: object) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise JobValidationError(
@@ -123,6 +142,15 @@ def _check_json(name: str, value: object) -> dict[str, Any]:
             raise JobValidationError(
                 f"{path} is {number!r}: JSON has no NaN or infinity, so it would be stored "
                 "as null; pass None, a string or a finite number"
+            )
+    # JSON can say NUL, PostgreSQL's jsonb cannot store it (SQLite would):
+    # refused here, the same on every engine.
+    if b"\\u0000" in encoded:
+        found_nul = _nul(value, name)
+        if found_nul is not None:
+            raise JobValidationError(
+                f"{found_nul} contains a NUL character, which PostgreSQL's jsonb cannot "
+                "store; remove it or encode the data (base64, hex)"
             )
     # Round-trip now so the job holds exactly what a worker will read back
     # (tuples become lists, datetimes ISO strings), on every engine alike.

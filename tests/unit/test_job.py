@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -365,3 +366,23 @@ def test_repr_names_the_worker_and_state() -> None:
     text = repr(make(args={"a": 1}))
     assert "app.jobs.Mailer" in text
     assert "available" in text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("args", {"text": "a\x00b"}, "args['text']"),
+        ("meta", {"deep": [1, {"k": "\x00"}]}, "meta['deep'][1]['k']"),
+        ("args", {"key\x00": 1}, "args key"),
+    ],
+)
+def test_nul_in_args_or_meta_is_refused_naming_where_on_every_engine_alike(
+    field: str, value: dict[str, object], where: str
+) -> None:
+    # PostgreSQL's jsonb cannot hold U+0000; SQLite would: refused when built.
+    with pytest.raises(JobValidationError, match=re.escape(where)):
+        Job("app.Worker", **{field: value})  # type: ignore[arg-type]
+
+
+def test_an_escaped_backslash_u0000_is_ordinary_text() -> None:
+    assert Job("app.Worker", args={"s": "\\u0000"}).args == {"s": "\\u0000"}

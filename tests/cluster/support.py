@@ -146,14 +146,21 @@ class Cluster:
         cron: list[tuple[str, dict[str, Any]]] | None = None,
         clock: dict[str, Any] | None = None,
         lifetime: float = 150,
+        url: str | None = None,
+        connect_args: dict[str, Any] | None = None,
         **options: Any,
     ) -> Node:
-        """Start node ``name`` with :data:`FAST` options overridden by ``options``."""
+        """Start node ``name`` with :data:`FAST` options overridden by ``options``.
+
+        ``url``: another way to the test's database (a proxy in front of it);
+        ``connect_args``: the driver's keyword arguments (``prepare_threshold``).
+        """
         ready = self.path(f"{name}.ready")
         stderr = self.path(f"{name}.stderr")
         sample_path = self.path(f"{name}.samples") if samples else None
         spec = {
-            "url": self.url,
+            "url": url or self.url,
+            "connect_args": connect_args,
             "prefix": self.database.prefix,
             "node": name,
             "queues": queues or {},

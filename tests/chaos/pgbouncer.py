@@ -98,7 +98,11 @@ def pgbouncer(server: PrivateServer) -> Iterator[Bouncer]:
         deadline = time.monotonic() + 20
         while not listening(port):
             if process.poll() is not None or time.monotonic() > deadline:
-                log = (root / "pgbouncer.log").read_text() if (root / "pgbouncer.log").exists() else ""
+                log = (
+                    (root / "pgbouncer.log").read_text()
+                    if (root / "pgbouncer.log").exists()
+                    else ""
+                )
                 raise ServerUnavailable(f"pgbouncer did not start ({process.returncode}): {log}")
             time.sleep(0.05)
         yield Bouncer(port, root)

@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_jobs_flow_through_pgbouncer_by_polling(
             assert job.id is not None
             ids.append(job.id)
             inserted = time.monotonic()
-            wait_for(lambda job_id=job.id: job_id in starts(log), message=f"job {job.id} starts")
+            wait_for(partial(_started, log, job.id), message=f"job {job.id} starts")
             latencies.append(time.monotonic() - inserted)
         began = time.monotonic()
         ids += [
@@ -123,6 +124,10 @@ def test_jobs_flow_through_pgbouncer_by_polling(
     report(result)
     assert not result.lost, f"jobs never started: {result.lost[:20]}"
     assert not result.twice, f"jobs started twice: {result.twice}"
+
+
+def _started(log: Path, job_id: int) -> bool:
+    return job_id in starts(log)
 
 
 def _completed(database: SqlDatabase) -> int:

@@ -129,6 +129,9 @@ class Oban:
     Args:
         bind: a SQLAlchemy ``Engine`` or a URL (``sqlite:///jobs.db``,
             ``postgresql+psycopg://...``). May be ``None`` with ``testing="inline"``.
+            Behind PgBouncer's transaction pooling pass
+            ``oban.engines.create_bind(url, connect_args=PGBOUNCER_CONNECT_ARGS)``
+            (psycopg's prepared statements off; jobs are then found by the poll).
         queues: queue name -> how many of its jobs run at once on this node.
         engine: an engine instance; chosen from ``bind``'s dialect when omitted.
         name: the name workers find this instance by (``@worker(oban=...)``).

@@ -129,6 +129,9 @@ class Oban:
     Args:
         bind: a SQLAlchemy ``Engine`` or a URL (``sqlite:///jobs.db``,
             ``postgresql+psycopg://...``). May be ``None`` with ``testing="inline"``.
+            Behind PgBouncer's transaction pooling pass
+            ``oban.engines.create_bind(url, connect_args=PGBOUNCER_CONNECT_ARGS)``
+            (psycopg's prepared statements off; jobs are then found by the poll).
         queues: queue name -> how many of its jobs run at once on this node.
         engine: an engine instance; chosen from ``bind``'s dialect when omitted.
         name: the name workers find this instance by (``@worker(oban=...)``).
@@ -887,7 +890,9 @@ class Oban:
 
     def _heartbeat_infos(self, conn: Connection, queue: str | None) -> list[QueueInfo]:
         cluster = cast("ClusterEngine", self.engine)
-        since = self.clock() - timedelta(seconds=self._config.rescue_after)
+        # Heartbeats are stamped with the database's clock where it has one.
+        now = cluster.cluster_time(conn) or self.clock()
+        since = now - timedelta(seconds=self._config.rescue_after)
         return [
             QueueInfo.from_heartbeat(
                 queue=beat.queue,
@@ -906,8 +911,14 @@ class Oban:
         if Capability.CLUSTER not in self.engine.capabilities:
             return {}
         cluster = cast("ClusterEngine", self.engine)
-        since = self.clock() - timedelta(seconds=self._config.rescue_after)
-        return self._database.call(None, cluster.unrun_queues, self.name, since, scan)
+        rescue_after = timedelta(seconds=self._config.rescue_after)
+        clock_now = self.clock()
+
+        def unrun(conn: Connection) -> dict[str, int]:
+            since = (cluster.cluster_time(conn) or clock_now) - rescue_after
+            return cluster.unrun_queues(conn, self.name, since, scan)
+
+        return self._database.call(None, unrun)
 
     def _lags(self, conn: Connection) -> dict[str, float]:
         """Each queue's lag: seconds its oldest available job has waited."""

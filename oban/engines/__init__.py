@@ -11,7 +11,28 @@ from .base import Capability, Engine
 from .inline import Inline
 from .lite import Lite
 
-__all__ = ["Capability", "Engine", "Inline", "Lite", "create_bind", "engine_for"]
+__all__ = [
+    "PGBOUNCER_CONNECT_ARGS",
+    "Capability",
+    "Engine",
+    "Inline",
+    "Lite",
+    "create_bind",
+    "engine_for",
+]
+
+PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {"prepare_threshold": None}
+"""The psycopg 3 ``connect_args`` a database reached through PgBouncer in
+transaction (or statement) pooling mode needs: ``create_bind(url,
+connect_args=PGBOUNCER_CONNECT_ARGS)`` (or ``sa.create_engine``), passed to
+``Oban(bind)``. psycopg prepares a statement on the server after its 5th run;
+behind transaction pooling the next transaction may get a server connection
+without it (``prepared statement "_pg3_0" does not exist`` / ``bind message
+supplies 14 parameters, but prepared statement "_pg3_0" requires 5``).
+``None`` turns server-side preparing off. PgBouncer 1.21+ with
+``max_prepared_statements`` set does not need it. Notifications do not pass
+through transaction pooling either: jobs are then picked up by the poll,
+within ``poll_interval`` of their insert."""
 
 
 SYNC_DRIVERS = {
@@ -35,6 +56,8 @@ def create_bind(url: str | sa.URL, **options: Any) -> sa.Engine:
 
     An async driver's URL (``postgresql+asyncpg://``, ``sqlite+aiosqlite://``)
     is mapped to the sync driver of the same database (see :data:`SYNC_DRIVERS`).
+    Behind PgBouncer's transaction pooling pass
+    ``connect_args=PGBOUNCER_CONNECT_ARGS`` (see :data:`PGBOUNCER_CONNECT_ARGS`).
     """
     parsed = sa.make_url(url)
     if parsed.drivername in SYNC_DRIVERS:

@@ -104,6 +104,9 @@ def check_prefix(prefix: str | None) -> str | None:
     return prefix
 
 
+_CLUSTER_TIME = sa.select(sa.func.statement_timestamp())
+
+
 class JsonbArray(sa.TypeDecorator[list[Any]]):
     """``jsonb[]``, Elixir Oban's type for ``errors``: a list of JSON values."""
 
@@ -392,6 +395,12 @@ class Basic(SqlEngine):
             "payloads": [encode(p) for p in payloads],
         }
         self.execute(conn, _NOTIFY, params)
+
+    def cluster_time(self, conn: Connection) -> datetime:
+        """The server's clock (``statement_timestamp()``, aware UTC): the one clock
+        every node shares, for heartbeats and the rescue of orphaned jobs."""
+        now: datetime = self.execute(conn, _CLUSTER_TIME).scalar_one()
+        return now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
     def connect_params(self) -> dict[str, Any]:
         """``psycopg.connect`` keyword arguments for this engine's database."""

@@ -107,6 +107,9 @@ class ClusterSql:
 
     # -- heartbeats ----------------------------------------------------------------------
 
+    def cluster_time(self, conn: Connection) -> datetime | None:
+        return None
+
     def record_heartbeats(self, conn: Connection, beats: Sequence[Heartbeat]) -> None:
         if not beats:
             return

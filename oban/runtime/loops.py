@@ -142,6 +142,11 @@ class Loop:
                 return
             pending = False
             if self.leader_only and not self._is_leader():
+                # Not leading, this loop has no work: it is not failing either. A
+                # leader cut off by an outage loses the lease, and its leader-only
+                # loops must not keep the outage open for ever (its end unlogged,
+                # the next outage's first error logged at debug only).
+                self._recovered()
                 continue
             try:
                 await self._tick()
@@ -160,10 +165,14 @@ class Loop:
                 await anyio.sleep(pause)
                 pending = True
                 continue
-            if self.failures:
-                if self._outage is not None and self._outage.ongoing:
-                    self._outage.recovered(self.name)
-                else:
-                    logger.warning("%s recovered after %d failure(s)", self.name, self.failures)
-            self.failures = 0
+            self._recovered()
             self.ticks += 1
+
+    def _recovered(self) -> None:
+        """The loop works (or has nothing to do) again: end its part of a failure."""
+        if self.failures:
+            if self._outage is not None and self._outage.ongoing:
+                self._outage.recovered(self.name)
+            else:
+                logger.warning("%s recovered after %d failure(s)", self.name, self.failures)
+        self.failures = 0

@@ -11,7 +11,11 @@
   20 ms, its own ``is_leader``; null for none;
 - ``cron``: ``[[expression, options], ...]`` entries of
   :class:`tests.cluster.workers.CronTick`;
-- ``clock``: null for the wall clock, or ``{"base", "end", "speed", "go"}``:
+- ``connect_args``: null, or the driver's keyword arguments for the node's
+  engine (``{"prepare_threshold": null}`` behind PgBouncer);
+- ``clock``: null for the wall clock, ``{"offset": seconds}`` for the wall
+  clock shifted by that much (a node whose clock is wrong), or
+  ``{"base", "end", "speed", "go"}``:
   a simulated clock that stands at ``base`` until the file ``go`` exists, then
   runs ``speed`` times as fast as ``time.time()`` from the instant written in
   it, and stops at ``end``. Every node computes the same time from the same
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from oban import Oban
+from oban.engines import create_bind
 from tests.cluster.workers import CronTick
 
 
@@ -55,6 +60,16 @@ class SimulatedClock:
         return min(self.end, self.base + timedelta(seconds=elapsed))
 
 
+class OffsetClock:
+    """The wall clock ``offset`` seconds off: a node whose clock is skewed."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = timedelta(seconds=offset)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+
 def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
@@ -67,7 +82,9 @@ def main(argv: list[str]) -> int:
     if spec.get("prefix"):
         options["prefix"] = spec["prefix"]
     clock_spec = spec.get("clock")
-    if clock_spec:
+    if clock_spec and "offset" in clock_spec:
+        options["clock"] = OffsetClock(float(clock_spec["offset"]))
+    elif clock_spec:
         options["clock"] = SimulatedClock(
             datetime.fromisoformat(clock_spec["base"]),
             datetime.fromisoformat(clock_spec["end"]),
@@ -80,7 +97,10 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
 
-    instance = Oban(spec["url"], node=spec["node"], queues=spec.get("queues") or {}, **options)
+    bind: Any = spec["url"]
+    if spec.get("connect_args"):
+        bind = create_bind(spec["url"], connect_args=spec["connect_args"])
+    instance = Oban(bind, node=spec["node"], queues=spec.get("queues") or {}, **options)
     instance.start()
     try:
         ready = {

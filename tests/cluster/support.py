@@ -147,6 +147,8 @@ class Cluster:
         clock: dict[str, Any] | None = None,
         lifetime: float = 150,
         application_name: str | None = None,
+        url: str | None = None,
+        connect_args: dict[str, Any] | None = None,
         **options: Any,
     ) -> Node:
         """Start node ``name`` with :data:`FAST` options overridden by ``options``.
@@ -154,15 +156,18 @@ class Cluster:
         ``application_name`` names the node's pooled connections in
         ``pg_stat_activity`` (through its URL), so a test can terminate them
         without touching its own; the notifier's is ``oban_notifier:<name>``.
+        ``url``: another way to the test's database (a proxy in front of it);
+        ``connect_args``: the driver's keyword arguments (``prepare_threshold``).
         """
         ready = self.path(f"{name}.ready")
         stderr = self.path(f"{name}.stderr")
         sample_path = self.path(f"{name}.samples") if samples else None
-        url = sa.make_url(self.url)
+        node_url = sa.make_url(url or self.url)
         if application_name is not None:
-            url = url.update_query_dict({"application_name": application_name})
+            node_url = node_url.update_query_dict({"application_name": application_name})
         spec = {
-            "url": url.render_as_string(hide_password=False),
+            "url": node_url.render_as_string(hide_password=False),
+            "connect_args": connect_args,
             "prefix": self.database.prefix,
             "node": name,
             "queues": queues or {},

@@ -245,3 +245,30 @@ async def test_a_bug_in_a_tick_is_not_taken_for_an_outage(caplog: pytest.LogCapt
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud[0].startswith("buggy failed; retrying in")
     assert loud[1] == "buggy recovered after 1 failure(s)"
+
+
+async def test_a_leader_only_loop_that_stops_leading_mid_outage_ends_its_part() -> None:
+    """A leader cut off by an outage loses the lease: its leader-only loops have no
+    work left, so they must not hold the outage open (its end never logged, the
+    next outage's first error only at debug level). Found by tests/chaos
+    test_connection_slots_exhausted."""
+    leading = True
+    tick = DatabaseTicks(failing=10**6)
+    outage = Outage()
+    loop = Loop(
+        "leader work",
+        tick,
+        interval=None,
+        error_backoff=FAST_BACKOFF,
+        leader_only=True,
+        is_leader=lambda: leading,
+        outage=outage,
+    )
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(loop.run)
+        loop.wake()
+        await until(lambda: outage.ongoing and tick.calls >= 2, "the loop fails in an outage")
+        leading = False
+        await until(lambda: not outage.ongoing, "the outage ends once the loop has no work")
+        loop.stop()
+    assert loop.failures == 0

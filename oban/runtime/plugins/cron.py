@@ -23,9 +23,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from sqlalchemy.engine import Connection
+
 from ... import telemetry
 from ...config import RuntimeConfig
 from ...cron import latest_slot, slots_between
+from ...engines.base import Heartbeat
 from ...job import Job
 from .base import ClusterPlugin, PluginContext
 
@@ -131,14 +134,18 @@ class Cron(ClusterPlugin):
 
     async def _live_starts(self, now: datetime) -> list[datetime]:
         context = self.context
-        since = now - timedelta(seconds=context.config.rescue_after)
-        beats = await context.database.run(
-            context.cluster.list_heartbeats, context.config.name, since
-        )
+        beats = await context.database.run(self._live_beats, now)
         starts = [beat.started_at for beat in beats]
         if context.started_at is not None:
             starts.append(context.started_at)
         return starts
+
+    def _live_beats(self, conn: Connection, clock_now: datetime) -> list[Heartbeat]:
+        # Heartbeats are stamped with the database's clock where it has one.
+        context = self.context
+        now = context.cluster.cluster_time(conn) or clock_now
+        since = now - timedelta(seconds=context.config.rescue_after)
+        return context.cluster.list_heartbeats(conn, context.config.name, since)
 
     async def _cluster_boot(self, now: datetime) -> datetime | None:
         """When the cluster started, if it is starting now (every live node started

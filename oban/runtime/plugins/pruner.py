@@ -9,11 +9,12 @@ long-dead nodes and old cron slots (keeping each entry's latest).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import anyio
 import anyio.lowlevel
+from sqlalchemy.engine import Connection
 
 from ... import telemetry
 from .base import ClusterPlugin, PluginContext
@@ -58,8 +59,14 @@ class Pruner(ClusterPlugin):
                 if deleted < config.prune_limit:
                     break
                 await anyio.lowlevel.checkpoint()  # let fetches and acks in between batches
-        dead = now - timedelta(seconds=config.rescue_after * DEAD_AFTER)
-        await database.run(cluster.prune_heartbeats, dead)
+        await database.run(self._prune_heartbeats, now)
         await database.run(cluster.prune_cron_slots, config.name, now - SLOTS_KEPT)
         if telemetry.active:
             telemetry.emit("plugin.pruner", {"plugin": "pruner", "count": pruned})
+
+    def _prune_heartbeats(self, conn: Connection, clock_now: datetime) -> int:
+        # By the clock heartbeats are stamped with (the database's where it has
+        # one): a node whose clock runs ahead must not delete live nodes' rows.
+        now = self.context.cluster.cluster_time(conn) or clock_now
+        dead = now - timedelta(seconds=self.context.config.rescue_after * DEAD_AFTER)
+        return self.context.cluster.prune_heartbeats(conn, dead)

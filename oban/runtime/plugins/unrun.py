@@ -11,8 +11,10 @@ time has written its own heartbeat, so a queue a peer runs is not named).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
+
+from sqlalchemy.engine import Connection
 
 from .base import ClusterPlugin
 
@@ -34,10 +36,7 @@ class UnrunQueues(ClusterPlugin):
 
     async def tick(self) -> None:
         context = self.context
-        since = context.clock() - timedelta(seconds=context.config.rescue_after)
-        waiting = await context.database.run(
-            context.cluster.unrun_queues, context.config.name, since, SCAN
-        )
+        waiting = await context.database.run(self._unrun, context.clock())
         self.done = True
         for queue, count in sorted(waiting.items()):
             logger.warning(
@@ -49,3 +48,10 @@ class UnrunQueues(ClusterPlugin):
                 queue,
                 queue,
             )
+
+    def _unrun(self, conn: Connection, clock_now: datetime) -> dict[str, int]:
+        # Heartbeats are stamped with the database's clock where it has one.
+        context = self.context
+        now = context.cluster.cluster_time(conn) or clock_now
+        since = now - timedelta(seconds=context.config.rescue_after)
+        return context.cluster.unrun_queues(conn, context.config.name, since, SCAN)

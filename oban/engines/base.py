@@ -250,6 +250,13 @@ class Engine(Protocol):
         """A connection in a fresh transaction, committed on success."""
         ...
 
+    def autocommit(self) -> AbstractContextManager[Connection]:
+        """A connection for work whose every statement is atomic on its own (the
+        fetch: one ``UPDATE ... RETURNING``). Where the database offers it, each
+        statement commits by itself, which spares the BEGIN and COMMIT round
+        trips of :meth:`transaction`; elsewhere it is :meth:`transaction`."""
+        ...
+
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         """Insert new jobs; return them with ids, states and timestamps set."""
         ...

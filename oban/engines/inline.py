@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import ClassVar, NoReturn, cast
 
@@ -52,6 +52,9 @@ class Inline:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         yield cast("Connection", _NoConnection())
+
+    def autocommit(self) -> AbstractContextManager[Connection]:
+        return self.transaction()
 
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         return [self._run(job, now) for job in jobs]

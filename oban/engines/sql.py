@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
@@ -232,6 +232,9 @@ class SqlEngine(ClusterSql):
     def transaction(self) -> Iterator[Connection]:
         with translate_errors(), self.bind.begin() as conn:
             yield conn
+
+    def autocommit(self) -> AbstractContextManager[Connection]:
+        return self.transaction()
 
     def close(self) -> None:
         if self._owns_bind:

@@ -101,6 +101,15 @@ class Database:
         with self.engine.transaction() as conn:
             return fn(conn, *args)
 
+    def _alone(self, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
+        with self.engine.autocommit() as conn:
+            return fn(conn, *args)
+
+    async def run_alone(self, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
+        """:meth:`run` for ``fn`` whose every statement is atomic alone (the
+        fetch): on the engine's :meth:`~oban.engines.base.Engine.autocommit`."""
+        return await anyio.to_thread.run_sync(self._alone, fn, *args, limiter=self.limiter)
+
     async def run(self, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
         """Run ``fn`` in a fresh transaction in a worker thread. Cancelling waits
         for the thread: a transaction is never abandoned half way."""

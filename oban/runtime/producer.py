@@ -174,7 +174,7 @@ class Producer:
         # Shielded: claimed rows must reach the executor, never be dropped.
         with anyio.CancelScope(shield=True):
             try:
-                fetched = await self._database.run(self._claim, demand)
+                fetched = await self._database.run_alone(self._claim, demand)
             except Exception:
                 self._unsure = True  # committed or not: _reconcile finds out
                 raise

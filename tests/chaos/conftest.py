@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 import oban
 from tests.chaos.server import PrivateServer, ServerUnavailable
+from tests.cluster.support import Cluster
 from tests.conftest import SqlDatabase, oban_factory
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -90,3 +92,13 @@ def chaos_lite_database(sqlite_url: str) -> Iterator[SqlDatabase]:
             yield SqlDatabase("lite", None, bind, "oban_jobs", make)
     finally:
         bind.dispose()
+
+
+@pytest.fixture
+def cluster(chaos_database: SqlDatabase, tmp_path: Path) -> Iterator[Cluster]:
+    """Node processes on :func:`chaos_database`, stopped after the test."""
+    nodes = Cluster(chaos_database, tmp_path)
+    try:
+        yield nodes
+    finally:
+        nodes.close()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,15 +31,6 @@ SPEED = 2.5
 their length in real seconds) never lapse."""
 RESCUE_AFTER = 3.0
 """Far below the skew: a lifeline that trusts another node's clock rescues at once."""
-
-
-@pytest.fixture
-def cluster(chaos_database: SqlDatabase, tmp_path: Path) -> Iterator[Cluster]:
-    nodes = Cluster(chaos_database, tmp_path)
-    try:
-        yield nodes
-    finally:
-        nodes.close()
 
 
 def leads(database: SqlDatabase, node: Node) -> bool:

@@ -16,7 +16,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
-import pytest
 import sqlalchemy as sa
 
 from oban import Job, Oban
@@ -30,15 +29,6 @@ RESCUE_AFTER = 30
 """Well above the fault's length: nodes cut off for a while must not look dead."""
 HOLDER = "chaos-holder"
 """application_name of the other clients' connections."""
-
-
-@pytest.fixture
-def cluster(chaos_database: SqlDatabase, tmp_path: Path) -> Iterator[Cluster]:
-    nodes = Cluster(chaos_database, tmp_path)
-    try:
-        yield nodes
-    finally:
-        nodes.close()
 
 
 def conninfo(url: str) -> str:

@@ -47,15 +47,6 @@ def bouncer(chaos_server: PrivateServer) -> Iterator[Bouncer]:
         pytest.skip(f"cannot run pgbouncer: {exc}")
 
 
-@pytest.fixture
-def cluster(chaos_database: SqlDatabase, tmp_path: Path) -> Iterator[Cluster]:
-    nodes = Cluster(chaos_database, tmp_path)
-    try:
-        yield nodes
-    finally:
-        nodes.close()
-
-
 def test_jobs_flow_through_pgbouncer_by_polling(
     chaos_server: PrivateServer,
     chaos_database: SqlDatabase,

@@ -73,7 +73,8 @@ def test_jobs_flow_through_pgbouncer_by_polling(
     singles = 20 if chaos_minutes is None else int(chaos_minutes * 60)
     bulk = 500 if chaos_minutes is None else 5000
 
-    inserter = Oban(create_bind(url, connect_args=dict(PGBOUNCER_CONNECT_ARGS)), name="inserter")
+    bind = create_bind(url, connect_args=dict(PGBOUNCER_CONNECT_ARGS))
+    inserter = Oban(bind, name="inserter")
     ids: list[int] = []
     latencies: list[float] = []
     try:
@@ -94,6 +95,7 @@ def test_jobs_flow_through_pgbouncer_by_polling(
         drained = time.monotonic() - began
     finally:
         inserter.close()
+        bind.dispose()  # a bind given to Oban stays the caller's to close
 
     wait_for(
         lambda: _completed(chaos_database) == len(ids), message=f"all {len(ids)} jobs completed"

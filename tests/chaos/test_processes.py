@@ -53,9 +53,12 @@ def test_nodes_killed_at_random_lose_no_job_and_rerun_only_their_orphans(
             job_ids = insert(chaos_database, log, jobs, seconds=seconds)
             began = time.monotonic()
             wait_progress(watch, NODES * LIMIT, timeout=30)
-            # Kill while most jobs are still to run, so every kill hits a busy node.
-            while time.monotonic() - began < duration and watch.lines < 0.8 * jobs:
+            # Kill while most jobs are still to run, so every kill hits a busy node
+            # and enough are left after the last one to show the drain going on.
+            while True:
                 time.sleep(kill_every)  # paces the injector
+                if time.monotonic() - began >= duration or watch.lines >= 0.7 * jobs:
+                    break
                 index = rng.randrange(NODES)
                 victim = nodes[index]
                 victim.kill()

@@ -45,7 +45,9 @@ def read_log(path: Path) -> list[Run]:
     if not path.exists():
         return []
     runs = []
-    for line in path.read_text().splitlines():
+    # A line another process is appending may be read half written: only
+    # lines ended by their newline count (the rest is read next time).
+    for line in path.read_text().split("\n")[:-1]:
         event, job_id, attempt, pid = line.split()
         runs.append(Run(event, int(job_id), int(attempt), int(pid)))
     return runs

@@ -275,7 +275,22 @@ def finish(
     result = verdict(scenario, database, watch.log, job_ids, killed=killed)
     if not drained:
         pytest.fail(f"{scenario}: {unfinished(database)} jobs still unfinished after {timeout}s")
+    failed = not_completed(database)
+    assert not failed, f"{scenario}: jobs that ended other than completed: {failed[:20]}"
     return result
+
+
+def not_completed(database: SqlDatabase) -> list[tuple[Any, ...]]:
+    """(id, state, attempt) of the finished jobs that did not complete (discarded after
+    repeated rescues, say): every job of a scenario must complete."""
+    with connect(database) as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT id, state, attempt FROM {database.jobs_table} "
+                "WHERE state <> 'completed' ORDER BY id"
+            )
+        ).all()
+    return [tuple(row) for row in rows]
 
 
 def wait_progress(watch: Watch, at_least: int, *, timeout: float) -> None:

@@ -85,6 +85,11 @@ def wait_until_all_ran(log: Path, ids: list[int], observer: Oban) -> None:
         timeout=30,
         message="no job is left to run",
     )
+    # Every one of them completed (none discarded or cancelled on the way).
+    unfinished = [
+        job.id for job in observer.list_jobs(ids=ids, state=["discarded", "cancelled"], limit=1000)
+    ]
+    assert not unfinished, f"jobs that did not complete: {unfinished[:20]}"
 
 
 def assert_exactly_once(result: Tally) -> None:

@@ -17,6 +17,7 @@ import json
 import sqlite3
 import string
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,9 @@ def inline() -> Iterator[Oban]:
 
 def raw_row(path: Path, job_id: int) -> dict[str, Any]:
     """The row as plain ``sqlite3`` and ``json`` read it, nothing of Oban in between."""
-    with sqlite3.connect(path) as conn:
+    # closing(): a sqlite3 connection's own ``with`` ends the transaction, not the
+    # connection (Python 3.13 warns of every one left open).
+    with closing(sqlite3.connect(path)) as conn:
         conn.row_factory = sqlite3.Row
         row = conn.execute("SELECT * FROM oban_jobs WHERE id = ?", (job_id,)).fetchone()
     assert row is not None, f"job {job_id} is not in the file"

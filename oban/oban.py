@@ -890,9 +890,7 @@ class Oban:
 
     def _heartbeat_infos(self, conn: Connection, queue: str | None) -> list[QueueInfo]:
         cluster = cast("ClusterEngine", self.engine)
-        # Heartbeats are stamped with the database's clock where it has one.
-        now = cluster.cluster_time(conn) or self.clock()
-        since = now - timedelta(seconds=self._config.rescue_after)
+        since = self._live_since(conn, self.clock())
         return [
             QueueInfo.from_heartbeat(
                 queue=beat.queue,
@@ -911,14 +909,19 @@ class Oban:
         if Capability.CLUSTER not in self.engine.capabilities:
             return {}
         cluster = cast("ClusterEngine", self.engine)
-        rescue_after = timedelta(seconds=self._config.rescue_after)
         clock_now = self.clock()
 
         def unrun(conn: Connection) -> dict[str, int]:
-            since = (cluster.cluster_time(conn) or clock_now) - rescue_after
-            return cluster.unrun_queues(conn, self.name, since, scan)
+            return cluster.unrun_queues(conn, self.name, self._live_since(conn, clock_now), scan)
 
         return self._database.call(None, unrun)
+
+    def _live_since(self, conn: Connection, clock_now: datetime) -> datetime:
+        """Heartbeats newer than this are of live nodes: ``rescue_after`` back from
+        the clock heartbeats are stamped with (the database's where it has one)."""
+        cluster = cast("ClusterEngine", self.engine)
+        now = cluster.cluster_time(conn, clock_now)
+        return now - timedelta(seconds=self._config.rescue_after)
 
     def _lags(self, conn: Connection) -> dict[str, float]:
         """Each queue's lag: seconds its oldest available job has waited."""

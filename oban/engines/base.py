@@ -334,12 +334,12 @@ class ClusterEngine(Engine, Protocol):
     several differently named instances can share one database.
     """
 
-    def cluster_time(self, conn: Connection) -> datetime | None:
-        """The time every node judges liveness by (heartbeats, rescue), when the
-        storage has a clock of its own: the database server's on PostgreSQL, so
-        that a node whose clock is off neither looks dead to the others nor takes
-        a live node for dead. None: the nodes share one clock (SQLite: one
-        machine) and use their own."""
+    def cluster_time(self, conn: Connection, fallback: datetime) -> datetime:
+        """The time every node judges liveness by (heartbeats, rescue): the
+        database server's clock on PostgreSQL, so that a node whose clock is off
+        neither looks dead to the others nor takes a live node for dead;
+        ``fallback`` (the node's own clock) where the nodes share one clock
+        (SQLite: one machine)."""
         ...
 
     def record_heartbeats(self, conn: Connection, beats: Sequence[Heartbeat]) -> None:

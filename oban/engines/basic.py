@@ -49,7 +49,7 @@ from ..outcomes import Ack
 from ..schema import JOB_STATE, Json, oban_jobs
 from ..unique import lock_key
 from .base import CANCELLABLE, Capability, Changed, JobFilter
-from .copy_rows import COPY_THRESHOLD, ID_SEQUENCE, copy_rows, copyable
+from .copy_rows import COPY_THRESHOLD, copy_rows, copyable
 from .listener import Listener
 from .signals import (
     INSERT,
@@ -67,8 +67,12 @@ __all__ = ["Basic", "TableShape"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
+# With, on the ``id`` row, the sequence a COPY draws ids from and whether ids
+# are ``GENERATED ALWAYS`` (then none can be given: the engine keeps the INSERT).
 _COLUMN_TYPES = sa.text(
-    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_name "
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_name, "
+    "CASE WHEN a.attname = 'id' THEN pg_get_serial_sequence(format('%I.%I', n.nspname, "
+    "c.relname), 'id') END AS id_sequence, a.attidentity = 'a' AS always "
     "FROM pg_attribute a "
     "JOIN pg_class c ON c.oid = a.attrelid "
     "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -195,8 +199,8 @@ class Basic(SqlEngine):
         types = {str(row["attname"]): str(row["type_name"]) for row in rows}
         if not rows:
             return TableShape.from_types(types)
-        ids = self.execute(conn, ID_SEQUENCE, {"schema": self.prefix}).mappings().first()
-        sequence = None if ids is None or ids["always"] else ids["sequence"]
+        ids = next((row for row in rows if row["attname"] == "id"), None)
+        sequence = None if ids is None or ids["always"] else ids["id_sequence"]
         self._shape = TableShape.from_types(types, sequence)
         return self._shape
 
@@ -408,7 +412,7 @@ class Basic(SqlEngine):
         }
         self.execute(conn, _NOTIFY, params)
 
-    def cluster_time(self, conn: Connection) -> datetime:
+    def cluster_time(self, conn: Connection, fallback: datetime) -> datetime:
         """The server's clock (``statement_timestamp()``, aware UTC): the one clock
         every node shares, for heartbeats and the rescue of orphaned jobs."""
         now: datetime = self.execute(conn, _CLUSTER_TIME).scalar_one()

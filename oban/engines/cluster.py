@@ -107,8 +107,8 @@ class ClusterSql:
 
     # -- heartbeats ----------------------------------------------------------------------
 
-    def cluster_time(self, conn: Connection) -> datetime | None:
-        return None
+    def cluster_time(self, conn: Connection, fallback: datetime) -> datetime:
+        return fallback
 
     def record_heartbeats(self, conn: Connection, beats: Sequence[Heartbeat]) -> None:
         if not beats:

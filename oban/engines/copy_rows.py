@@ -10,7 +10,8 @@ COPY returns nothing, so the ids are drawn first from the table's own
 sequence (``nextval`` over ``generate_series``, one round trip), exactly as
 the column default would draw them, and sent with the rows. A table whose
 ``id`` is ``GENERATED ALWAYS`` rejects given ids; for it (and a table without
-a sequence) :func:`id_sequence` says None and the engine keeps the INSERT.
+a sequence) :meth:`oban.engines.basic.Basic.shape` finds none and the
+engine keeps the INSERT.
 
 Both statements run on the SQLAlchemy connection's own psycopg connection,
 inside its transaction: a rollback removes the rows, and a failure is the
@@ -26,7 +27,6 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
@@ -37,7 +37,6 @@ __all__ = [
     "CHUNK",
     "COLUMNS",
     "COPY_THRESHOLD",
-    "ID_SEQUENCE",
     "copy_rows",
     "copyable",
     "encode_copy",
@@ -68,17 +67,6 @@ COLUMNS = (
     "inserted_at",
     "scheduled_at",
 )
-
-ID_SEQUENCE = sa.text(
-    "SELECT pg_get_serial_sequence(format('%I.oban_jobs', COALESCE(:schema, "
-    "current_schema())), 'id') AS sequence, a.attidentity = 'a' AS always "
-    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relname = 'oban_jobs' AND n.nspname = COALESCE(:schema, current_schema()) "
-    "AND a.attname = 'id'"
-).bindparams(sa.bindparam("schema", type_=sa.Text()))
-"""The sequence COPY draws ids from, and whether ids are ``GENERATED ALWAYS``
-(then none can be given, and the engine keeps the INSERT)."""
 
 _NEXT_IDS = "SELECT nextval(%(sequence)s::regclass) FROM generate_series(1, %(count)s)"
 

@@ -143,7 +143,7 @@ class Cron(ClusterPlugin):
     def _live_beats(self, conn: Connection, clock_now: datetime) -> list[Heartbeat]:
         # Heartbeats are stamped with the database's clock where it has one.
         context = self.context
-        now = context.cluster.cluster_time(conn) or clock_now
+        now = context.cluster.cluster_time(conn, clock_now)
         since = now - timedelta(seconds=context.config.rescue_after)
         return context.cluster.list_heartbeats(conn, context.config.name, since)
 

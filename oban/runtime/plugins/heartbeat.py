@@ -38,7 +38,7 @@ class Heartbeat(ClusterPlugin):
         context = self.context
         # The database's clock where it has one: the lifeline of a node whose
         # clock is off compares it with the same clock (tests/chaos/test_clock_skew.py).
-        now = context.cluster.cluster_time(conn) or clock_now
+        now = context.cluster.cluster_time(conn, clock_now)
         beats = [
             Beat(
                 uuid=producer.uuid,

@@ -57,5 +57,5 @@ class Lifeline(ClusterPlugin):
         # is the cutoff, or a node whose clock runs ahead rescues live jobs and
         # one whose clock runs behind has its own rescued (tests/chaos/test_clock_skew.py).
         config = self.context.config
-        now = self.context.cluster.cluster_time(conn) or clock_now
+        now = self.context.cluster.cluster_time(conn, clock_now)
         return self.context.cluster.rescue_jobs(conn, now, config.rescue_after, config.rescue_limit)

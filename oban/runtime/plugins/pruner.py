@@ -67,6 +67,6 @@ class Pruner(ClusterPlugin):
     def _prune_heartbeats(self, conn: Connection, clock_now: datetime) -> int:
         # By the clock heartbeats are stamped with (the database's where it has
         # one): a node whose clock runs ahead must not delete live nodes' rows.
-        now = self.context.cluster.cluster_time(conn) or clock_now
+        now = self.context.cluster.cluster_time(conn, clock_now)
         dead = now - timedelta(seconds=self.context.config.rescue_after * DEAD_AFTER)
         return self.context.cluster.prune_heartbeats(conn, dead)

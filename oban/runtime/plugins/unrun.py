@@ -52,6 +52,6 @@ class UnrunQueues(ClusterPlugin):
     def _unrun(self, conn: Connection, clock_now: datetime) -> dict[str, int]:
         # Heartbeats are stamped with the database's clock where it has one.
         context = self.context
-        now = context.cluster.cluster_time(conn) or clock_now
+        now = context.cluster.cluster_time(conn, clock_now)
         since = now - timedelta(seconds=context.config.rescue_after)
         return context.cluster.unrun_queues(conn, context.config.name, since, SCAN)

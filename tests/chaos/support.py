@@ -16,7 +16,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from tests.cluster.workers import starts
+from tests.conftest import SqlDatabase
 
 
 @dataclass
@@ -59,3 +62,13 @@ def report(result: Tally) -> None:
     if target:
         with open(target, "a", encoding="utf-8") as out:
             out.write(json.dumps({**line, "twice_ids": asdict(result)["twice"]}) + "\n")
+
+
+def completed(database: SqlDatabase) -> int:
+    """Jobs in state completed (whether they ran is the log's to say, not this)."""
+    with database.bind.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM oban_jobs WHERE state = 'completed'")
+            ).scalar_one()
+        )

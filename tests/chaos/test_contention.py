@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from oban import Job, Oban
 from tests.chaos.server import PrivateServer
-from tests.chaos.support import report, tally
+from tests.chaos.support import completed, report, tally
 from tests.cluster.support import Cluster, Node
 from tests.cluster.workers import Note, starts
 from tests.conftest import SqlDatabase, wait_for
@@ -56,16 +56,6 @@ def enqueue(inserter: Oban, log: Path, count: int, seconds: float = 0) -> list[i
 
 def started(log: Path) -> int:
     return len(starts(log))
-
-
-def completed(database: SqlDatabase) -> int:
-    """Jobs in state completed (whether they ran is the log's to say, not this)."""
-    with database.bind.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text("SELECT count(*) FROM oban_jobs WHERE state = 'completed'")
-            ).scalar_one()
-        )
 
 
 # -- scenario 4: connection slots exhausted ---------------------------------------------

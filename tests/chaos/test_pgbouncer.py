@@ -20,13 +20,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from oban import Oban
 from oban.engines import PGBOUNCER_CONNECT_ARGS, create_bind
 from tests.chaos.pgbouncer import Bouncer, pgbouncer
 from tests.chaos.server import PrivateServer, ServerUnavailable
-from tests.chaos.support import report, tally
+from tests.chaos.support import completed, report, tally
 from tests.cluster.support import Cluster
 from tests.cluster.workers import Note, starts
 from tests.conftest import SqlDatabase, wait_for
@@ -98,7 +97,7 @@ def test_jobs_flow_through_pgbouncer_by_polling(
         bind.dispose()  # a bind given to Oban stays the caller's to close
 
     wait_for(
-        lambda: _completed(chaos_database) == len(ids), message=f"all {len(ids)} jobs completed"
+        lambda: completed(chaos_database) == len(ids), message=f"all {len(ids)} jobs completed"
     )
     for node in nodes:
         assert node.alive(), f"{node.name} exited:\n{node.output()}"
@@ -121,12 +120,3 @@ def test_jobs_flow_through_pgbouncer_by_polling(
 
 def _started(log: Path, job_id: int) -> bool:
     return job_id in starts(log)
-
-
-def _completed(database: SqlDatabase) -> int:
-    with database.bind.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text("SELECT count(*) FROM oban_jobs WHERE state = 'completed'")
-            ).scalar_one()
-        )

@@ -23,15 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-import psycopg
-from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from ..errors import DatabaseError
 from ..job import JobState
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where it is used: ``import oban`` (and a SQLite-only
+# install, ``pip install oban``) must not need it.
 
 __all__ = [
     "CHUNK",
@@ -76,6 +80,8 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 @contextmanager
 def _translated() -> Iterator[None]:
+    import psycopg
+
     try:
         yield
     except psycopg.Error as exc:
@@ -86,10 +92,14 @@ def copyable(conn: Connection) -> bool:
     """Whether ``conn`` runs on a sync psycopg connection. A user's
     ``AsyncConnection`` (run through ``run_sync``) sits on psycopg's async
     one, whose COPY must be awaited: its batches keep the INSERT."""
+    import psycopg
+
     return isinstance(conn.connection.driver_connection, psycopg.Connection)
 
 
 def _driver(conn: Connection) -> psycopg.Connection[Any]:
+    import psycopg
+
     driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
         raise TypeError("COPY needs a sync psycopg connection (see copyable())")
@@ -185,6 +195,8 @@ def copy_rows(
     cores the client's work and the server's overlap instead of adding up.
     If ``then`` raises, the COPY is aborted and nothing is stored.
     """
+    from psycopg import sql
+
     table = sql.Identifier("oban_jobs") if schema is None else sql.Identifier(schema, "oban_jobs")
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         table, sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS)

@@ -471,3 +471,32 @@ def test_the_checks_pass_and_fail_on_fake_packages(name: str, tmp_path: Path) ->
         import_first_failures(found),
     )
     assert tuple(map(len, problems)) == EXPECTED_PROBLEMS[name], problems
+
+
+WITHOUT_PSYCOPG_SCRIPT = """
+import sys, tempfile, os
+sys.modules["psycopg"] = None  # import psycopg now raises ImportError, as when not installed
+import oban
+from oban import Job, Oban
+path = os.path.join(tempfile.mkdtemp(), "jobs.db")
+instance = Oban(f"sqlite:///{path}", testing="manual")
+instance.migrate()
+saved = instance.enqueue_many([Job("app.Worker", args={"n": n}) for n in range(100)])
+assert len({job.id for job in saved}) == 100
+instance.close()
+print("ok")
+"""
+
+
+def test_oban_imports_and_runs_on_sqlite_without_psycopg() -> None:
+    """psycopg is the PostgreSQL extra's: the README's demo installs only ``.[cli]``,
+    so nothing imported by ``import oban`` may import it at module level."""
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

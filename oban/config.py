@@ -46,9 +46,10 @@ CANCEL_CHECK_INTERVAL = 1.0
 ACK_DELAY = 0.005
 """Seconds the acker waits for more acks to write together."""
 DISPATCH_COOLDOWN = 0.005
-"""Seconds from one fetch of a producer to the next while some of its slots are
-busy (Elixir Oban's ``dispatch_cooldown``): jobs that end one by one (``def`` jobs
-in threads) are refilled by one fetch, not one fetch each."""
+"""Seconds from one fetch of a producer to the next while more than half of its
+slots are busy (Elixir Oban's ``dispatch_cooldown``): jobs that end one by one
+(``def`` jobs in threads) are refilled by one fetch, not one fetch each. With
+half the slots free the fetch goes at once: it is a batch already."""
 ERROR_BACKOFF = (0.1, 5.0)
 """(first, longest) pause in seconds of a loop after a database error."""
 LEADER_LEASE = 30.0
@@ -85,8 +86,8 @@ class RuntimeConfig:
     shutdown_grace: float = SHUTDOWN_GRACE
     ack_delay: float = ACK_DELAY
     dispatch_cooldown: float = DISPATCH_COOLDOWN
-    """Seconds a producer lets pass after a fetch before the next while some of
-    its slots are busy, so slots freed one by one are refilled by one fetch."""
+    """Seconds a producer lets pass after a fetch before the next while more than
+    half of its slots are busy, so slots freed one by one are refilled by one fetch."""
     error_backoff: tuple[float, float] = ERROR_BACKOFF
     cancel_check_interval: float = CANCEL_CHECK_INTERVAL
     """Seconds between checks whether jobs running here were cancelled elsewhere

@@ -346,7 +346,8 @@ class Oban:
         """Insert many jobs in one statement per batch; returns them saved, in order."""
         listed = self._job_list(jobs)
         with otel.sending(listed) as sent:
-            saved = self._database.call(conn, self._insert, listed)
+            alone = self.engine.single_statement_insert(listed)
+            saved = self._database.call(conn, self._insert, listed, alone=alone)
             sent.saved(saved)
         return self._inserted(saved)
 
@@ -360,7 +361,8 @@ class Oban:
         """Async twin of :meth:`enqueue_many`."""
         listed = self._job_list(jobs)
         with otel.sending(listed) as sent:
-            saved = await self._database.call_async(conn, self._insert, listed)
+            alone = self.engine.single_statement_insert(listed)
+            saved = await self._database.call_async(conn, self._insert, listed, alone=alone)
             sent.saved(saved)
         return self._inserted(saved)
 

@@ -261,6 +261,12 @@ class Engine(Protocol):
         """Insert new jobs; return them with ids, states and timestamps set."""
         ...
 
+    def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
+        """Whether :meth:`insert_jobs` of ``jobs`` is one statement, atomic on its
+        own, so that an insert in no caller's transaction may run on
+        :meth:`autocommit` (one round trip instead of three or four)."""
+        ...
+
     def fetch_jobs(
         self, conn: Connection, queue: str, demand: int, attempted_by: list[str], now: datetime
     ) -> list[Job]:

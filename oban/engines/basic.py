@@ -9,12 +9,14 @@ SQLite cannot do:
   concurrent fetches on any number of nodes skip each other's rows instead
   of waiting, and never claim a row twice;
 * **inserts** of a small batch are one ``INSERT ... SELECT ... FROM
-  jsonb_array_elements(:rows)``, one statement and one round trip; a big
-  batch goes in by ``COPY`` with ids drawn from the table's sequence first
-  (:mod:`oban.engines.copy_rows`), two round trips and half the time. In
-  the same transaction one ``pg_notify`` statement tells every node's
-  producers of the queues that got available jobs; NOTIFY is
-  transactional, so a rolled-back enqueue tells nobody;
+  jsonb_array_elements(:rows)`` with the ``pg_notify`` that tells every
+  node's producers of the queues that got available jobs inside the same
+  statement: one round trip, and on autocommit (an enqueue in no caller's
+  transaction) no BEGIN or COMMIT either. A big batch goes in by ``COPY``
+  with ids drawn from the table's sequence first
+  (:mod:`oban.engines.copy_rows`), two round trips and half the time, its
+  ``pg_notify`` a statement after it. NOTIFY is transactional, so a
+  rolled-back enqueue tells nobody;
 * **acks**: the completions of a batch are one ``UPDATE ... FROM unnest(...)``
   statement; other outcomes one ``executemany`` per kind, which psycopg 3
   sends pipelined (one round trip per batch);
@@ -172,7 +174,7 @@ class Basic(SqlEngine):
             )
         super().__init__(bind, prefix=check_prefix(prefix), owns_bind=owns_bind)
         self._shape: TableShape | None = None
-        self._insert_statements: dict[TableShape, sa.Insert] = {}
+        self._insert_statements: dict[TableShape, sa.Select[Any]] = {}
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -228,10 +230,15 @@ class Basic(SqlEngine):
 
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         saved = super().insert_jobs(conn, jobs, now)
-        # Unique conflicts are included: a replace may have made one available.
-        available = _queues(job for job in saved if job.state is JobState.AVAILABLE)
-        self.notify(conn, INSERT, [inserted(queue) for queue in available])
+        # Plain jobs told their queues as they went in (_insert_plain); unique
+        # ones are told here, conflicts included: a replace may have made one available.
+        unique = (job for job, given in zip(saved, jobs, strict=True) if given.unique is not None)
+        self.notify(conn, INSERT, _inserted_payloads(unique))
         return saved
+
+    def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
+        """A small batch of plain jobs is one statement, NOTIFY included."""
+        return len(jobs) < COPY_THRESHOLD and all(job.unique is None for job in jobs)
 
     def _insert_plain(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         rows = [self._insert_values(job, now) for job in jobs]
@@ -241,7 +248,7 @@ class Basic(SqlEngine):
             return [Job.from_insert(row, job_id) for row, job_id in zip(rows, ids, strict=True)]
 
         if len(rows) >= COPY_THRESHOLD and shape.id_sequence is not None and copyable(conn):
-            return copy_rows(
+            jobs_saved = copy_rows(
                 conn,
                 self.prefix,
                 shape.id_sequence,
@@ -250,10 +257,17 @@ class Basic(SqlEngine):
                 errors_array=shape.errors_array,
                 tags_json=shape.tags_json,
             )
+            self.notify(conn, INSERT, _inserted_payloads(jobs_saved))
+            return jobs_saved
         with translate_errors():
+            payloads = _inserted_payloads(rows)
             result = conn.execute(
                 self._insert_statement(shape),
-                {"b_rows": _encode_rows(rows)},
+                {
+                    "b_rows": _encode_rows(rows),
+                    "b_channel": channel_name(self.prefix, INSERT),
+                    "b_payloads": [encode(payload) for payload in payloads],
+                },
                 execution_options=self._options,
             )
             # Identity values are drawn as rows are inserted, in the ORDER BY
@@ -296,8 +310,9 @@ class Basic(SqlEngine):
             return _jsonb_param(tags)
         return tags
 
-    def _insert_statement(self, shape: TableShape) -> sa.Insert:
-        """``INSERT ... SELECT ... FROM jsonb_array_elements(:rows) ... RETURNING id``.
+    def _insert_statement(self, shape: TableShape) -> sa.Select[Any]:
+        """``WITH saved AS (INSERT ... SELECT ... FROM jsonb_array_elements(:rows)
+        RETURNING id) SELECT id, (SELECT count(pg_notify(...)) ...) FROM saved``.
 
         The whole batch travels as one JSON document in one parameter, so any
         number of jobs is one statement and one round trip; PostgreSQL parses
@@ -335,7 +350,27 @@ class Basic(SqlEngine):
             "scheduled_at": sa.cast(text("scheduled_at"), sa.DateTime()),
         }
         select = sa.select(*values.values()).select_from(rows).order_by(rows.c.ord)
-        statement = sa.insert(oban_jobs).from_select(list(values), select).returning(oban_jobs.c.id)
+        saved = (
+            sa.insert(oban_jobs)
+            .from_select(list(values), select)
+            .returning(oban_jobs.c.id)
+            .cte("saved")
+        )
+        # The NOTIFY rides in the same statement: an uncorrelated subquery runs
+        # once, and PostgreSQL delivers it only if the insert commits.
+        payload = sa.func.unnest(
+            sa.bindparam("b_payloads", type_=postgresql.ARRAY(sa.Text()))
+        ).column_valued("payload")
+        told = (
+            sa.select(
+                sa.func.count(
+                    sa.func.pg_notify(sa.bindparam("b_channel", type_=sa.Text()), payload)
+                )
+            )
+            .scalar_subquery()
+            .label("told")
+        )
+        statement = sa.select(saved.c.id, told)
         self._insert_statements[shape] = statement
         return statement
 
@@ -474,8 +509,17 @@ class Basic(SqlEngine):
         return changed
 
 
-def _queues(jobs: Iterable[Job]) -> list[str]:
-    return sorted({job.queue for job in jobs})
+def _inserted_payloads(jobs: Iterable[Job | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One ``oban_insert`` payload per queue that got available jobs (saved
+    jobs, or the rows about to be inserted)."""
+    queues: set[str] = set()
+    for job in jobs:
+        state, queue = (
+            (job.state, job.queue) if isinstance(job, Job) else (job["state"], job["queue"])
+        )
+        if state is JobState.AVAILABLE:
+            queues.add(queue)
+    return [inserted(queue) for queue in sorted(queues)]
 
 
 class _UntypedText(sa.types.UserDefinedType[str]):

@@ -56,6 +56,9 @@ class Inline:
     def autocommit(self) -> AbstractContextManager[Connection]:
         return self.transaction()
 
+    def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
+        return False
+
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         return [self._run(job, now) for job in jobs]
 

@@ -236,6 +236,9 @@ class SqlEngine(ClusterSql):
     def autocommit(self) -> AbstractContextManager[Connection]:
         return self.transaction()
 
+    def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
+        return False
+
     def close(self) -> None:
         if self._owns_bind:
             self.bind.dispose()

@@ -116,11 +116,16 @@ class Database:
         return await anyio.to_thread.run_sync(self.transact, fn, *args, limiter=self.limiter)
 
     def call(
-        self, conn: SyncConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
+        self,
+        conn: SyncConn | None,
+        fn: Callable[[Connection, Unpack[Ts]], T],
+        *args: Unpack[Ts],
+        alone: bool = False,
     ) -> T:
-        """Blocking: run ``fn`` in ``conn``'s transaction, or in one of its own."""
+        """Blocking: run ``fn`` in ``conn``'s transaction, or in one of its own
+        (with ``alone``, ``fn`` is one atomic statement: on the engine's autocommit)."""
         if not self.joins(conn):
-            return self.transact(fn, *args)
+            return self._alone(fn, *args) if alone else self.transact(fn, *args)
         if isinstance(conn, scoped_session):
             conn = conn()  # the Session of the current scope (request, thread)
         if isinstance(conn, Session):
@@ -131,11 +136,15 @@ class Database:
         raise TypeError(f"conn must be {SYNC_KINDS}, got {_kind(conn)}{hint}")
 
     async def call_async(
-        self, conn: AnyConn | None, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]
+        self,
+        conn: AnyConn | None,
+        fn: Callable[[Connection, Unpack[Ts]], T],
+        *args: Unpack[Ts],
+        alone: bool = False,
     ) -> T:
         """Async twin of :meth:`call`; ``conn`` may also be an AsyncSession/AsyncConnection."""
         if not self.joins(conn):
-            return await self.run(fn, *args)
+            return await (self.run_alone(fn, *args) if alone else self.run(fn, *args))
         if isinstance(conn, scoped_session):
             # Resolved here: in the worker thread the scope (thread-local by
             # default) would hand out another session than the caller's.

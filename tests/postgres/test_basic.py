@@ -73,8 +73,58 @@ def test_a_batch_below_the_copy_threshold_goes_in_one_insert_statement(
     jobs = [Job("app.Bulk", args={"n": n}) for n in range(copy_rows.COPY_THRESHOLD - 1)]
     with basic.transaction() as conn:
         inserted = basic.insert_jobs(conn, jobs, NOW)
-    assert len(statements.starting("INSERT")) == 1
+    sent = [text for text, _ in statements.seen if "INSERT INTO" in text or "pg_notify" in text]
+    # One statement: the INSERT, and the NOTIFY of its queue inside it.
+    assert len(sent) == 1
+    assert "INSERT INTO" in sent[0]
+    assert "pg_notify" in sent[0]
     assert [job.args["n"] for job in inserted] == list(range(len(jobs)))
+
+
+def test_an_enqueue_outside_any_transaction_is_one_statement_that_notifies(
+    postgres_url: str, pg_prefix: str
+) -> None:
+    from oban import Oban
+
+    channel = f"{pg_prefix}.oban_insert"
+    url = sa.make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    instance = Oban(postgres_url, prefix=pg_prefix, testing="manual")
+    try:
+        instance.enqueue(Job("app.Warm", queue="warm-up"))  # the table's shape is read once
+        recorder = Statements(instance.engine.bind)  # type: ignore[attr-defined]
+        with psycopg.connect(url, autocommit=True) as listener:
+            listener.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+            saved = instance.enqueue(Job("app.One", queue="solo"))
+            notice = next(listener.notifies(timeout=20))
+        recorder.close()
+        assert notice.payload == '{"queue":"solo"}'
+        assert len(recorder.seen) == 1, recorder.seen
+        stored = instance.get_job(saved.id or 0)
+        assert stored is not None
+        assert stored.queue == "solo"
+    finally:
+        instance.close()
+
+
+def test_a_batch_of_unique_and_plain_jobs_notifies_every_queue(
+    basic: Basic, postgres_url: str
+) -> None:
+    channel = f"{basic.prefix}.oban_insert"
+    url = sa.make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+        with basic.transaction() as conn:
+            jobs = [
+                Job("app.N", queue="plain"),
+                Job("app.N", queue="unique", unique={"period": 60}),
+            ]
+            basic.insert_jobs(conn, jobs, NOW)
+        payloads: list[str] = []
+        for notice in listener.notifies(timeout=20):
+            payloads.append(notice.payload)
+            if len(payloads) == 2:
+                break
+    assert sorted(payloads) == ['{"queue":"plain"}', '{"queue":"unique"}']
 
 
 def test_ten_thousand_jobs_go_in_one_copy(

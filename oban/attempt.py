@@ -12,6 +12,7 @@ importing the other.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -36,7 +37,7 @@ from .job_events import Observed, observe
 from .outcomes import Ack, outcome
 from .worker import resolve_worker, worker_spec
 
-__all__ = ["execute", "execute_blocking", "runs_on_loop", "timeout_for"]
+__all__ = ["ThreadRunner", "execute", "execute_blocking", "runs_on_loop", "timeout_for"]
 
 logger = logging.getLogger("oban")
 
@@ -205,12 +206,34 @@ def _report(observed: Observed | None, job: Job, ack: Ack, result: object) -> Ac
     return ack
 
 
-async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock) -> Ack:
+ThreadRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs a function in a worker thread; cancelling the caller abandons the call
+(the thread runs it to the end, and its result is dropped)."""
+
+
+async def _to_thread(fn: Callable[[], Any]) -> Any:
+    # A limiter of its own: the job's _ThreadSlot is the real limit.
+    return await anyio.to_thread.run_sync(
+        fn, limiter=anyio.CapacityLimiter(1), abandon_on_cancel=True
+    )
+
+
+async def execute(
+    job: Job,
+    *,
+    limiter: anyio.CapacityLimiter | None,
+    clock: Clock,
+    in_thread: ThreadRunner = _to_thread,
+) -> Ack:
     """Run one attempt of ``job`` in the current event loop and return its ack,
-    telling the observers (:mod:`oban.job_events`) when it starts and ends."""
+    telling the observers (:mod:`oban.job_events`) when it starts and ends.
+
+    A ``def`` job runs through ``in_thread`` (the runtime's queues pass their
+    :class:`~oban.runtime.thread_pool.ThreadPool`), by default a thread of
+    anyio's."""
     observed = observe(job)
     try:
-        ack, result = await _execute(job, limiter=limiter, clock=clock)
+        ack, result = await _execute(job, limiter=limiter, clock=clock, run_in_thread=in_thread)
     except BaseException:
         if observed is not None:
             observed.interrupted()
@@ -219,7 +242,7 @@ async def execute(job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clo
 
 
 async def _execute(
-    job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock
+    job: Job, *, limiter: anyio.CapacityLimiter | None, clock: Clock, run_in_thread: ThreadRunner
 ) -> tuple[Ack, object]:
     """Run one attempt of ``job`` in the current event loop and return its ack.
 
@@ -246,13 +269,7 @@ async def _execute(
         try:
             with anyio.move_on_after(limit) as scope:
                 if slot is not None:
-                    result = await anyio.to_thread.run_sync(
-                        slot.run,
-                        process,
-                        job,
-                        limiter=anyio.CapacityLimiter(1),  # the slot above is the real limit
-                        abandon_on_cancel=True,
-                    )
+                    result = await run_in_thread(functools.partial(slot.run, process, job))
                     if isinstance(result, _Pending):
                         in_thread = False
                         result = await result.awaitable

@@ -27,6 +27,7 @@ from ..job import Job, JobState
 from ..outcomes import Ack, error_entry
 from .database import Database
 from .loops import Loop
+from .thread_pool import ThreadPool
 
 __all__ = ["Producer"]
 
@@ -75,6 +76,7 @@ class Producer:
         self._cancelling = False
         self._drained = anyio.Event()
         self._jobs: TaskGroup | None = None
+        self._pool: ThreadPool | None = None
         self.loop = Loop(
             f"fetching from queue {queue!r}",
             self._fetch,
@@ -150,9 +152,21 @@ class Producer:
             await self._drained.wait()
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as jobs:
-            self._jobs = jobs
-            await self.loop.run()
+        # The pool's threads outlive the jobs' tasks: a job started while the
+        # fetch loop stops still gets its thread.
+        async with anyio.create_task_group() as threads:
+            pool = ThreadPool(threads, f"queue {self.queue!r}'s def jobs")
+            self._pool = pool
+            try:
+                async with anyio.create_task_group() as jobs:
+                    self._jobs = jobs
+                    await self.loop.run()
+            finally:
+                pool.close()
+                # A thread still in a job (abandoned at a timeout or the stop)
+                # goes on in the background: the stop never waits for it.
+                threads.cancel_scope.cancel()
+        pool.dispose()
 
     async def _fetch(self) -> None:
         if self._unsure and not self.loop.stopped:
@@ -229,7 +243,9 @@ class Producer:
             if self._cancelling or job_id in self.killed:
                 scope.cancel()
                 await anyio.lowlevel.checkpoint()  # never starts the job
-            ack = await execute(job, limiter=self.threads, clock=self._clock)
+            pool = self._pool
+            assert pool is not None  # set by run(), whose fetches start every job
+            ack = await execute(job, limiter=self.threads, clock=self._clock, in_thread=pool.run)
         if job_id in self.killed:
             # Cancelled while executing: the row is already `cancelled`, so this
             # ack (applied only while the row still executes this attempt)

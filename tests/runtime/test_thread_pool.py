@@ -1,0 +1,93 @@
+"""The threads a queue runs its ``def`` jobs in (``oban.runtime.thread_pool``).
+
+What a user relies on: a queue never holds more threads than it runs jobs at
+once, code in a ``def`` job can still reach the event loop through
+``anyio.from_thread``, and a job abandoned at its timeout or at a stop
+neither blocks the queue's other jobs nor the stop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import anyio
+import pytest
+import sniffio
+
+from oban import Job, JobState, Oban, Worker, worker
+from oban.runtime.thread_pool import ThreadPool
+from tests.conftest import wait_for
+
+THREADS: set[int] = set()
+LIBRARIES: list[str] = []
+_lock = threading.Lock()
+
+
+@worker(queue="pooled")
+class RecordsThread(Worker):
+    def process(self, job: Job) -> None:
+        with _lock:
+            THREADS.add(threading.get_ident())
+
+
+@worker(queue="pooled")
+class CallsTheLoop(Worker):
+    def process(self, job: Job) -> None:
+        library = anyio.from_thread.run_sync(sniffio.current_async_library)
+        with _lock:
+            LIBRARIES.append(library)
+
+
+def _all_completed(oban: Oban, jobs: list[Job]) -> bool:
+    found = [oban.get_job(job.id or 0) for job in jobs]
+    return all(job is not None and job.state is JobState.COMPLETED for job in found)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_queues_def_jobs_run_on_at_most_its_limit_of_threads(
+    make_oban: Callable[..., Oban], backend: str
+) -> None:
+    THREADS.clear()
+    with make_oban(queues={"pooled": 3}, backend=backend) as oban:
+        jobs = oban.enqueue_many([RecordsThread.new({"n": n}) for n in range(60)])
+        wait_for(lambda: _all_completed(oban, jobs), message="all 60 jobs completed")
+    assert 1 <= len(THREADS) <= 3
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_def_job_can_call_into_the_event_loop_with_anyio_from_thread(
+    make_oban: Callable[..., Oban], backend: str
+) -> None:
+    LIBRARIES.clear()
+    with make_oban(queues={"pooled": 2}, backend=backend) as oban:
+        jobs = oban.enqueue_many([CallsTheLoop.new({"n": n}) for n in range(4)])
+        wait_for(lambda: _all_completed(oban, jobs), message="the jobs reached the loop")
+    assert [backend] * 4 == LIBRARIES
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_is_abandoned_and_the_pool_goes_on() -> None:
+    release = threading.Event()
+    ended = threading.Event()
+
+    def blocks() -> str:
+        release.wait(30)
+        ended.set()
+        return "late"
+
+    async with anyio.create_task_group() as threads:
+        pool = ThreadPool(threads, "test")
+        with anyio.move_on_after(0.05) as scope:
+            await pool.run(blocks)
+        assert scope.cancelled_caught, "the caller is not held by its thread"
+        # The abandoned thread still runs: the next call gets a thread of its own.
+        assert await pool.run(lambda: 42) == 42
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(lambda: 1 / 0)
+        pool.close()
+        threads.cancel_scope.cancel()  # as the producer does: the stop never waits for it
+    pool.dispose()
+    assert not ended.is_set()
+    release.set()
+    assert await anyio.to_thread.run_sync(ended.wait, 10), "the abandoned call ran to its end"

@@ -241,24 +241,21 @@ class Basic(SqlEngine):
         return len(jobs) < COPY_THRESHOLD and all(job.unique is None for job in jobs)
 
     def _insert_plain(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
-        rows = [self._insert_values(job, now) for job in jobs]
         shape = self.shape(conn)
-
-        def saved(ids: list[int]) -> list[Job]:
-            return [Job.from_insert(row, job_id) for row, job_id in zip(rows, ids, strict=True)]
-
-        if len(rows) >= COPY_THRESHOLD and shape.id_sequence is not None and copyable(conn):
-            jobs_saved = copy_rows(
+        if len(jobs) >= COPY_THRESHOLD and shape.id_sequence is not None and copyable(conn):
+            saved = copy_rows(
                 conn,
                 self.prefix,
                 shape.id_sequence,
-                rows,
-                saved,
+                jobs,
+                lambda job: self._insert_values(job, now),
+                Job.from_insert,
                 errors_array=shape.errors_array,
                 tags_json=shape.tags_json,
             )
-            self.notify(conn, INSERT, _inserted_payloads(jobs_saved))
-            return jobs_saved
+            self.notify(conn, INSERT, _inserted_payloads(saved))
+            return saved
+        rows = [self._insert_values(job, now) for job in jobs]
         with translate_errors():
             payloads = _inserted_payloads(rows)
             result = conn.execute(
@@ -272,7 +269,8 @@ class Basic(SqlEngine):
             )
             # Identity values are drawn as rows are inserted, in the ORDER BY
             # of the array's ordinality: sorted ids line up with the input rows.
-            return saved(sorted(int(job_id) for job_id in result.scalars()))
+            ids = sorted(int(job_id) for job_id in result.scalars())
+        return [Job.from_insert(row, job_id) for row, job_id in zip(rows, ids, strict=True)]
 
     # -- unique jobs ------------------------------------------------------------------
 
@@ -373,6 +371,10 @@ class Basic(SqlEngine):
         statement = sa.select(saved.c.id, told)
         self._insert_statements[shape] = statement
         return statement
+
+    def single_statement_ack(self, acks: Sequence[Ack]) -> bool:
+        """Plain completions (most acks) are one statement over arrays."""
+        return all(_plain_completion(ack) for ack in acks)
 
     def ack_jobs(self, conn: Connection, acks: Sequence[Ack]) -> None:
         if not acks:

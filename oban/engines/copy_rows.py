@@ -54,6 +54,7 @@ CHUNK = 1_000
 """Rows per write of a COPY (see :func:`copy_rows`)."""
 
 T = TypeVar("T")
+J = TypeVar("J")
 
 COLUMNS = (
     "id",
@@ -181,19 +182,21 @@ def copy_rows(
     conn: Connection,
     schema: str | None,
     sequence: str,
-    rows: Sequence[dict[str, Any]],
-    then: Callable[[list[int]], T],
+    items: Sequence[J],
+    values: Callable[[J], dict[str, Any]],
+    saved: Callable[[dict[str, Any], int], T],
     *,
     errors_array: bool,
     tags_json: bool,
-) -> T:
-    """Insert ``rows`` by COPY in ``conn``'s transaction; ``then(ids)``, the ids in input order.
+) -> list[T]:
+    """Insert ``items`` by COPY in ``conn``'s transaction; ``saved(row, id)`` of each, in order.
 
-    The rows are encoded and sent in chunks of :data:`CHUNK`, so the server
-    stores one chunk while the next is encoded, and ``then`` runs before
-    the COPY is finished, while the server stores the last chunk: on two
-    cores the client's work and the server's overlap instead of adding up.
-    If ``then`` raises, the COPY is aborted and nothing is stored.
+    ``values(item)`` is its row (the engine's insert values). The rows are
+    made, encoded and sent in chunks of :data:`CHUNK`, and each chunk's
+    ``saved`` results are built right after it is sent: the server stores
+    one chunk while the client works on the next, so on two cores their work
+    overlaps instead of adding up. If ``values`` or ``saved`` raises, the
+    COPY is aborted and nothing is stored.
     """
     from psycopg import sql
 
@@ -202,18 +205,17 @@ def copy_rows(
         table, sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS)
     )
     driver = _driver(conn)
+    results: list[T] = []
     with _translated(), driver.cursor() as cursor:
-        cursor.execute(_NEXT_IDS, {"sequence": sequence, "count": len(rows)})
+        cursor.execute(_NEXT_IDS, {"sequence": sequence, "count": len(items)})
         ids = sorted(int(row[0]) for row in cursor.fetchall())
         with cursor.copy(statement) as copy:
-            for low in range(0, len(rows), CHUNK):
+            for low in range(0, len(items), CHUNK):
                 high = low + CHUNK
+                rows = [values(item) for item in items[low:high]]
+                chunk_ids = ids[low:high]
                 copy.write(
-                    encode_copy(
-                        rows[low:high],
-                        ids[low:high],
-                        errors_array=errors_array,
-                        tags_json=tags_json,
-                    )
+                    encode_copy(rows, chunk_ids, errors_array=errors_array, tags_json=tags_json)
                 )
-            return then(ids)
+                results.extend(map(saved, rows, chunk_ids))
+    return results

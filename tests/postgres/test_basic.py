@@ -132,9 +132,9 @@ def test_ten_thousand_jobs_go_in_one_copy(
 ) -> None:
     copies: list[int] = []
 
-    def counted(conn: Any, schema: Any, sequence: Any, rows: Any, *args: Any, **kw: Any) -> Any:
-        copies.append(len(rows))
-        return copy_rows.copy_rows(conn, schema, sequence, rows, *args, **kw)
+    def counted(conn: Any, schema: Any, sequence: Any, items: Any, *args: Any, **kw: Any) -> Any:
+        copies.append(len(items))
+        return copy_rows.copy_rows(conn, schema, sequence, items, *args, **kw)
 
     monkeypatch.setattr(basic_module, "copy_rows", counted)
     jobs = [Job("app.Bulk", args={"n": n}, queue=f"q{n % 3}") for n in range(10_000)]
@@ -221,6 +221,25 @@ def test_acks_are_one_statement_per_kind(basic: Basic, statements: Statements) -
     with basic.transaction() as conn:
         states = {basic.get_job(conn, job.id or 0).state for job in fetched}  # type: ignore[union-attr]
     assert states == {JobState.COMPLETED, JobState.RETRYABLE, JobState.CANCELLED}
+
+
+def test_a_batch_of_plain_completions_is_one_statement_on_autocommit(basic: Basic) -> None:
+    """The acker writes it without a transaction: one round trip, as every ack
+    applies only while its attempt executes (a retried batch changes nothing twice)."""
+    with basic.transaction() as conn:
+        basic.insert_jobs(conn, [Job("app.Ack", args={"n": n}) for n in range(5)], NOW)
+    with basic.autocommit() as conn:
+        fetched = basic.fetch_jobs(conn, "default", 5, ["node", "uuid"], NOW)
+    done = [Ack(job.id or 0, job.attempt, JobState.COMPLETED, NOW) for job in fetched]
+    failed = Ack(1, 1, JobState.RETRYABLE, NOW, scheduled_at=NOW, error=error_entry(1, NOW, "x"))
+    assert basic.single_statement_ack(done)
+    assert not basic.single_statement_ack([*done, failed])
+    for _ in range(2):  # the second time, as a retry after a lost reply: changes nothing
+        with basic.autocommit() as conn:
+            basic.ack_jobs(conn, done)
+    with basic.transaction() as conn:
+        found = [basic.get_job(conn, job.id or 0) for job in fetched]
+    assert [(job.state, job.attempt) for job in found if job] == [(JobState.COMPLETED, 1)] * 5
 
 
 def test_fetch_is_one_update_with_skip_locked(basic: Basic, statements: Statements) -> None:

@@ -281,6 +281,13 @@ class Engine(Protocol):
         """Record finished attempts."""
         ...
 
+    def single_statement_ack(self, acks: Sequence[Ack]) -> bool:
+        """Whether :meth:`ack_jobs` of ``acks`` is one statement, so that it may run on
+        :meth:`autocommit` (an ack needs no transaction around others: each
+        applies only while its attempt executes, so a batch retried after a
+        partial write changes nothing twice)."""
+        ...
+
     def stage_jobs(self, conn: Connection, now: datetime, limit: int) -> dict[str, int]:
         """Make due scheduled/retryable jobs available; how many each queue got."""
         ...

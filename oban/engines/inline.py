@@ -59,6 +59,9 @@ class Inline:
     def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
         return False
 
+    def single_statement_ack(self, acks: Sequence[Ack]) -> bool:
+        return False
+
     def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: datetime) -> list[Job]:
         return [self._run(job, now) for job in jobs]
 

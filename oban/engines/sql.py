@@ -239,6 +239,9 @@ class SqlEngine(ClusterSql):
     def single_statement_insert(self, jobs: Sequence[Job]) -> bool:
         return False
 
+    def single_statement_ack(self, acks: Sequence[Ack]) -> bool:
+        return False
+
     def close(self) -> None:
         if self._owns_bind:
             self.bind.dispose()

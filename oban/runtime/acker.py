@@ -1,7 +1,9 @@
 """The acker: writes finished attempts back, the ones that end close together at once.
 
 One statement per kind of outcome for a whole batch instead of one
-transaction per job. An ack that cannot be written (database down) stays in
+transaction per job; a batch that is one statement (plain completions, on
+PostgreSQL) runs on the engine's autocommit, one round trip where BEGIN,
+the UPDATE and COMMIT were three. An ack that cannot be written (database down) stays in
 memory and is retried, with the loop's back-off, until it is written or the
 runtime stops; stopping waits for every pending ack (:meth:`Acker.drain`).
 """
@@ -60,7 +62,11 @@ class Acker:
             self._writing = batch
             try:
                 with anyio.CancelScope(shield=True):
-                    await self._database.run(self._database.engine.ack_jobs, batch)
+                    engine = self._database.engine
+                    if engine.single_statement_ack(batch):
+                        await self._database.run_alone(engine.ack_jobs, batch)
+                    else:
+                        await self._database.run(engine.ack_jobs, batch)
             except Exception:
                 self._pending = batch + self._pending  # kept, and retried after the pause
                 raise

@@ -232,7 +232,11 @@ class Basic(SqlEngine):
         saved = super().insert_jobs(conn, jobs, now)
         # Plain jobs told their queues as they went in (_insert_plain); unique
         # ones are told here, conflicts included: a replace may have made one available.
-        unique = (job for job, given in zip(saved, jobs, strict=True) if given.unique is not None)
+        unique = (
+            (job.state, job.queue)
+            for job, given in zip(saved, jobs, strict=True)
+            if given.unique is not None
+        )
         self.notify(conn, INSERT, _inserted_payloads(unique))
         return saved
 
@@ -253,11 +257,11 @@ class Basic(SqlEngine):
                 errors_array=shape.errors_array,
                 tags_json=shape.tags_json,
             )
-            self.notify(conn, INSERT, _inserted_payloads(saved))
+            self.notify(conn, INSERT, _inserted_payloads((job.state, job.queue) for job in saved))
             return saved
         rows = [self._insert_values(job, now) for job in jobs]
         with translate_errors():
-            payloads = _inserted_payloads(rows)
+            payloads = _inserted_payloads((row["state"], row["queue"]) for row in rows)
             result = conn.execute(
                 self._insert_statement(shape),
                 {
@@ -511,16 +515,10 @@ class Basic(SqlEngine):
         return changed
 
 
-def _inserted_payloads(jobs: Iterable[Job | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One ``oban_insert`` payload per queue that got available jobs (saved
-    jobs, or the rows about to be inserted)."""
-    queues: set[str] = set()
-    for job in jobs:
-        state, queue = (
-            (job.state, job.queue) if isinstance(job, Job) else (job["state"], job["queue"])
-        )
-        if state is JobState.AVAILABLE:
-            queues.add(queue)
+def _inserted_payloads(states: Iterable[tuple[JobState, str]]) -> list[dict[str, Any]]:
+    """One ``oban_insert`` payload per queue that got available jobs, from the
+    (state, queue) of each job saved or about to be."""
+    queues = {queue for state, queue in states if state is JobState.AVAILABLE}
     return [inserted(queue) for queue in sorted(queues)]
 
 

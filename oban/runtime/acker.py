@@ -63,10 +63,8 @@ class Acker:
             try:
                 with anyio.CancelScope(shield=True):
                     engine = self._database.engine
-                    if engine.single_statement_ack(batch):
-                        await self._database.run_alone(engine.ack_jobs, batch)
-                    else:
-                        await self._database.run(engine.ack_jobs, batch)
+                    alone = engine.single_statement_ack(batch)
+                    await self._database.run(engine.ack_jobs, batch, alone=alone)
             except Exception:
                 self._pending = batch + self._pending  # kept, and retried after the pause
                 raise

@@ -110,9 +110,14 @@ class Database:
         fetch): on the engine's :meth:`~oban.engines.base.Engine.autocommit`."""
         return await anyio.to_thread.run_sync(self._alone, fn, *args, limiter=self.limiter)
 
-    async def run(self, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
-        """Run ``fn`` in a fresh transaction in a worker thread. Cancelling waits
-        for the thread: a transaction is never abandoned half way."""
+    async def run(
+        self, fn: Callable[[Connection, Unpack[Ts]], T], *args: Unpack[Ts], alone: bool = False
+    ) -> T:
+        """Run ``fn`` in a fresh transaction in a worker thread (with ``alone``, on
+        autocommit: see :meth:`run_alone`). Cancelling waits for the thread: a
+        transaction is never abandoned half way."""
+        if alone:
+            return await self.run_alone(fn, *args)
         return await anyio.to_thread.run_sync(self.transact, fn, *args, limiter=self.limiter)
 
     def call(
@@ -144,7 +149,7 @@ class Database:
     ) -> T:
         """Async twin of :meth:`call`; ``conn`` may also be an AsyncSession/AsyncConnection."""
         if not self.joins(conn):
-            return await (self.run_alone(fn, *args) if alone else self.run(fn, *args))
+            return await self.run(fn, *args, alone=alone)
         if isinstance(conn, scoped_session):
             # Resolved here: in the worker thread the scope (thread-local by
             # default) would hand out another session than the caller's.

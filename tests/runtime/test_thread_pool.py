@@ -39,9 +39,18 @@ class CallsTheLoop(Worker):
             LIBRARIES.append(library)
 
 
-def _all_completed(oban: Oban, jobs: list[Job]) -> bool:
-    found = [oban.get_job(job.id or 0) for job in jobs]
-    return all(job is not None and job.state is JobState.COMPLETED for job in found)
+def _run_to_completion(
+    make_oban: Callable[..., Oban], backend: str, limit: int, jobs: list[Job]
+) -> None:
+    """Run ``jobs`` on a queue of ``limit`` until every one has completed."""
+    with make_oban(queues={"pooled": limit}, backend=backend) as oban:
+        saved = oban.enqueue_many(jobs)
+
+        def completed() -> bool:
+            found = [oban.get_job(job.id or 0) for job in saved]
+            return all(job is not None and job.state is JobState.COMPLETED for job in found)
+
+        wait_for(completed, message=f"all {len(saved)} jobs completed")
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -49,9 +58,7 @@ def test_a_queues_def_jobs_run_on_at_most_its_limit_of_threads(
     make_oban: Callable[..., Oban], backend: str
 ) -> None:
     THREADS.clear()
-    with make_oban(queues={"pooled": 3}, backend=backend) as oban:
-        jobs = oban.enqueue_many([RecordsThread.new({"n": n}) for n in range(60)])
-        wait_for(lambda: _all_completed(oban, jobs), message="all 60 jobs completed")
+    _run_to_completion(make_oban, backend, 3, [RecordsThread.new({"n": n}) for n in range(60)])
     assert 1 <= len(THREADS) <= 3
 
 
@@ -60,9 +67,7 @@ def test_a_def_job_can_call_into_the_event_loop_with_anyio_from_thread(
     make_oban: Callable[..., Oban], backend: str
 ) -> None:
     LIBRARIES.clear()
-    with make_oban(queues={"pooled": 2}, backend=backend) as oban:
-        jobs = oban.enqueue_many([CallsTheLoop.new({"n": n}) for n in range(4)])
-        wait_for(lambda: _all_completed(oban, jobs), message="the jobs reached the loop")
+    _run_to_completion(make_oban, backend, 2, [CallsTheLoop.new({"n": n}) for n in range(4)])
     assert [backend] * 4 == LIBRARIES
 
 
